@@ -1,0 +1,20 @@
+"""CleanupExecution: on ABORTED/FAILED/TIMED_OUT stop the release's builds, close the ledger, free the lock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from release_train.wiring import close_service
+
+logger = Logger()
+service = close_service()
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    detail = event["detail"]
+    logger.append_keys(execution_arn=detail.get("executionArn"), status=detail.get("status"))
+    return service.cleanup(detail)

@@ -1,0 +1,19 @@
+"""EvaluateGate: collect the stage's evidence, decide PROMOTE or BLOCK (fail closed), raise GateBlocked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from release_train.wiring import gate_service
+
+logger = Logger()
+service = gate_service()
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    logger.append_keys(release_id=event["release_id"], stage=event["stage"]["name"])
+    return service.evaluate(event)

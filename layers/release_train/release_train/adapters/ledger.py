@@ -1,0 +1,446 @@
+"""The ledger: one DynamoDB table, single-table design (see docs/ledger.md).
+
+| PK                 | SK                      | what                                                  |
+|--------------------|-------------------------|-------------------------------------------------------|
+| FLEET#<fleet>      | LOCK                    | the train lock: holder execution ARN + release id     |
+| FLEET#<fleet>      | BASELINE                | the last good release and its {service: commit}       |
+| FLEET#<fleet>      | HOLD#<service or *>     | an operator hold                                      |
+| RELEASE#<id>       | META                    | status, reason, execution, times, stages (GSI1: list) |
+| RELEASE#<id>       | SVC#<service>           | pinned commit, previous commit, wave, source          |
+| RELEASE#<id>       | BUILD#<stage>#<service> | build id, status, commit                              |
+| RELEASE#<id>       | GATE#<stage>            | verdict, reasons, evidence                            |
+| RELEASE#<id>       | APPROVAL#<stage>        | task token, status, packet, decided by                |
+| RELEASE#<id>       | EVENT#<iso time>#<n>    | what happened, when                                   |
+| EXEC#<arn>         | META                    | which release an execution runs (for the clean-up)    |
+
+GSI1 (GSI1PK = FLEET#<fleet>, GSI1SK = <created iso>#<id>) lists a fleet's releases newest first.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from release_train.adapters.aws import error_code
+from release_train.domain.release import Hold, ManifestEntry, Status
+
+_event_counter = itertools.count()
+
+
+@dataclass(frozen=True)
+class Lock:
+    release_id: str
+    execution_arn: str
+    acquired_at: str
+
+
+@dataclass
+class ReleaseRecord:
+    release_id: str
+    fleet: str
+    status: Status
+    reason: str
+    execution_arn: str
+    created_at: str
+    ended_at: str | None = None
+    failed_state: str | None = None
+    stages: list[str] = field(default_factory=list)
+    requested_by: str = ""
+    fleet_version: str | None = None
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    stage: str
+    service: str
+    status: str
+    build_id: str | None
+    commit: str
+    wave: int
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    stage: str
+    status: str  # PENDING, APPROVED, REJECTED, SUPERSEDED, TIMED_OUT
+    task_token: str
+    requested_at: str
+    decided_by: str | None = None
+    reason: str | None = None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; JSON and callers want int/float."""
+    return json.loads(json.dumps(value, default=lambda d: int(d) if d == int(d) else float(d)))
+
+
+class Ledger:
+    def __init__(self, table: Any) -> None:
+        # `table` is a boto3 DynamoDB Table resource; built by the handler, so tests can pass any table.
+        self._t = table
+
+    # --- lock ---------------------------------------------------------------------------------------------------
+
+    def acquire_lock(self, fleet: str, release_id: str, execution_arn: str, now: datetime) -> Lock | None:
+        """Take the lock, or return the current holder if someone else has it (never waits, never queues)."""
+        try:
+            self._t.put_item(
+                Item={
+                    "PK": f"FLEET#{fleet}",
+                    "SK": "LOCK",
+                    "release_id": release_id,
+                    "execution_arn": execution_arn,
+                    "acquired_at": _iso(now),
+                },
+                ConditionExpression="attribute_not_exists(PK) OR execution_arn = :me",
+                ExpressionAttributeValues={":me": execution_arn},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            return self.lock(fleet)
+        return None
+
+    def steal_lock(self, fleet: str, from_execution: str, release_id: str, execution_arn: str, now: datetime) -> bool:
+        """Reclaim a lock whose holder has ended — only if it is still that holder's (no lost update)."""
+        try:
+            self._t.put_item(
+                Item={
+                    "PK": f"FLEET#{fleet}",
+                    "SK": "LOCK",
+                    "release_id": release_id,
+                    "execution_arn": execution_arn,
+                    "acquired_at": _iso(now),
+                },
+                ConditionExpression="execution_arn = :old",
+                ExpressionAttributeValues={":old": from_execution},
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def lock(self, fleet: str) -> Lock | None:
+        item = self._t.get_item(Key={"PK": f"FLEET#{fleet}", "SK": "LOCK"}, ConsistentRead=True).get("Item")
+        if not item:
+            return None
+        return Lock(item["release_id"], item["execution_arn"], item["acquired_at"])
+
+    def release_lock(self, fleet: str, execution_arn: str) -> bool:
+        """Release only our own lock: a late clean-up must never free a newer train's lock."""
+        try:
+            self._t.delete_item(
+                Key={"PK": f"FLEET#{fleet}", "SK": "LOCK"},
+                ConditionExpression="execution_arn = :me",
+                ExpressionAttributeValues={":me": execution_arn},
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    # --- releases -----------------------------------------------------------------------------------------------
+
+    def create_release(self, release: ReleaseRecord, pinned_fleet: dict[str, Any]) -> bool:
+        """False when the id already exists (the same schedule firing twice). Pins the fleet for the release."""
+        item = {
+            "PK": f"RELEASE#{release.release_id}",
+            "SK": "META",
+            "GSI1PK": f"FLEET#{release.fleet}",
+            "GSI1SK": f"{release.created_at}#{release.release_id}",
+            "release_id": release.release_id,
+            "fleet": release.fleet,
+            "status": release.status.value,
+            "reason": release.reason,
+            "execution_arn": release.execution_arn,
+            "created_at": release.created_at,
+            "stages": release.stages,
+            "requested_by": release.requested_by,
+            "fleet_json": json.dumps(pinned_fleet, separators=(",", ":")),
+        }
+        if release.fleet_version:
+            item["fleet_version"] = release.fleet_version
+        try:
+            self._t.put_item(Item=item, ConditionExpression="attribute_not_exists(PK)")
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        self._t.put_item(Item={"PK": f"EXEC#{release.execution_arn}", "SK": "META", "release_id": release.release_id})
+        return True
+
+    def release(self, release_id: str) -> ReleaseRecord | None:
+        item = self._t.get_item(Key={"PK": f"RELEASE#{release_id}", "SK": "META"}, ConsistentRead=True).get("Item")
+        if not item:
+            return None
+        return ReleaseRecord(
+            release_id=item["release_id"],
+            fleet=item["fleet"],
+            status=Status(item["status"]),
+            reason=item.get("reason", ""),
+            execution_arn=item["execution_arn"],
+            created_at=item["created_at"],
+            ended_at=item.get("ended_at"),
+            failed_state=item.get("failed_state"),
+            stages=list(item.get("stages", [])),
+            requested_by=item.get("requested_by", ""),
+            fleet_version=item.get("fleet_version"),
+        )
+
+    def pinned_fleet(self, release_id: str) -> dict[str, Any]:
+        item = self._t.get_item(
+            Key={"PK": f"RELEASE#{release_id}", "SK": "META"}, ProjectionExpression="fleet_json"
+        ).get("Item")
+        if not item:
+            raise KeyError(f"release {release_id} is not in the ledger")
+        pinned: dict[str, Any] = json.loads(item["fleet_json"])
+        return pinned
+
+    def release_for_execution(self, execution_arn: str) -> str | None:
+        item = self._t.get_item(Key={"PK": f"EXEC#{execution_arn}", "SK": "META"}).get("Item")
+        return str(item["release_id"]) if item else None
+
+    def list_releases(self, fleet: str, limit: int = 20) -> list[ReleaseRecord]:
+        page = self._t.query(
+            IndexName="GSI1",
+            KeyConditionExpression=Key("GSI1PK").eq(f"FLEET#{fleet}"),
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        records = [self.release(item["release_id"]) for item in page.get("Items", [])]
+        return [r for r in records if r is not None]
+
+    def close_release(
+        self, release_id: str, status: Status, reason: str, now: datetime, failed_state: str | None = None
+    ) -> bool:
+        """Move RUNNING -> terminal exactly once. False if it was already terminal (at-least-once callers)."""
+        assert status.terminal
+        names = {"#s": "status"}
+        values: dict[str, Any] = {":s": status.value, ":r": reason, ":t": _iso(now), ":running": Status.RUNNING.value}
+        update = "SET #s = :s, reason = :r, ended_at = :t"
+        if failed_state:
+            update += ", failed_state = :f"
+            values[":f"] = failed_state
+        try:
+            self._t.update_item(
+                Key={"PK": f"RELEASE#{release_id}", "SK": "META"},
+                UpdateExpression=update,
+                ConditionExpression="#s = :running",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    # --- manifest -----------------------------------------------------------------------------------------------
+
+    def put_manifest(self, release_id: str, entries: list[ManifestEntry]) -> None:
+        with self._t.batch_writer() as batch:
+            for e in entries:
+                item: dict[str, Any] = {
+                    "PK": f"RELEASE#{release_id}",
+                    "SK": f"SVC#{e.service}",
+                    "service": e.service,
+                    "commit": e.commit,
+                    "wave": e.wave,
+                    "source": e.source,
+                }
+                if e.previous_commit:
+                    item["previous_commit"] = e.previous_commit
+                batch.put_item(Item=item)
+
+    def manifest(self, release_id: str) -> list[ManifestEntry]:
+        return [
+            ManifestEntry(
+                service=i["service"],
+                commit=i["commit"],
+                previous_commit=i.get("previous_commit"),
+                wave=int(i["wave"]),
+                source=i.get("source", ""),
+            )
+            for i in self._query(f"RELEASE#{release_id}", "SVC#")
+        ]
+
+    # --- builds, gates, approvals -------------------------------------------------------------------------------
+
+    def record_builds(self, release_id: str, records: list[BuildRecord]) -> None:
+        with self._t.batch_writer() as batch:
+            for r in records:
+                item: dict[str, Any] = {
+                    "PK": f"RELEASE#{release_id}",
+                    "SK": f"BUILD#{r.stage}#{r.service}",
+                    "stage": r.stage,
+                    "service": r.service,
+                    "status": r.status,
+                    "commit": r.commit,
+                    "wave": r.wave,
+                }
+                if r.build_id:
+                    item["build_id"] = r.build_id
+                if r.error:
+                    item["error"] = r.error[:2000]
+                batch.put_item(Item=item)
+
+    def builds(self, release_id: str, stage: str | None = None) -> list[BuildRecord]:
+        prefix = f"BUILD#{stage}#" if stage else "BUILD#"
+        return [
+            BuildRecord(
+                stage=i["stage"],
+                service=i["service"],
+                status=i["status"],
+                build_id=i.get("build_id"),
+                commit=i["commit"],
+                wave=int(i["wave"]),
+                error=i.get("error"),
+            )
+            for i in self._query(f"RELEASE#{release_id}", prefix)
+        ]
+
+    def put_gate(self, release_id: str, stage: str, verdict: str, reasons: list[str], evidence: dict[str, Any]) -> None:
+        self._t.put_item(
+            Item={
+                "PK": f"RELEASE#{release_id}",
+                "SK": f"GATE#{stage}",
+                "stage": stage,
+                "verdict": verdict,
+                "reasons": reasons,
+                "evidence": json.dumps(evidence, default=str),
+            }
+        )
+
+    def gates(self, release_id: str) -> list[dict[str, Any]]:
+        out = []
+        for i in self._query(f"RELEASE#{release_id}", "GATE#"):
+            out.append(
+                {
+                    "stage": i["stage"],
+                    "verdict": i["verdict"],
+                    "reasons": list(i.get("reasons", [])),
+                    "evidence": json.loads(i["evidence"]),
+                }
+            )
+        return out
+
+    def put_approval(self, release_id: str, approval: ApprovalRecord, packet: dict[str, Any]) -> None:
+        self._t.put_item(
+            Item={
+                "PK": f"RELEASE#{release_id}",
+                "SK": f"APPROVAL#{approval.stage}",
+                "stage": approval.stage,
+                "status": approval.status,
+                "task_token": approval.task_token,
+                "requested_at": approval.requested_at,
+                "packet": json.dumps(packet, default=str),
+            }
+        )
+
+    def approval(self, release_id: str, stage: str) -> ApprovalRecord | None:
+        item = self._t.get_item(Key={"PK": f"RELEASE#{release_id}", "SK": f"APPROVAL#{stage}"}).get("Item")
+        if not item:
+            return None
+        return ApprovalRecord(
+            stage=item["stage"],
+            status=item["status"],
+            task_token=item["task_token"],
+            requested_at=item["requested_at"],
+            decided_by=item.get("decided_by"),
+            reason=item.get("reason"),
+        )
+
+    def pending_approvals(self, release_id: str) -> list[ApprovalRecord]:
+        records = [self.approval(release_id, i["stage"]) for i in self._query(f"RELEASE#{release_id}", "APPROVAL#")]
+        return [r for r in records if r is not None and r.status == "PENDING"]
+
+    def decide_approval(self, release_id: str, stage: str, status: str, by: str, reason: str) -> bool:
+        """PENDING -> decided, once. False if someone decided first."""
+        try:
+            self._t.update_item(
+                Key={"PK": f"RELEASE#{release_id}", "SK": f"APPROVAL#{stage}"},
+                UpdateExpression="SET #s = :s, decided_by = :b, reason = :r",
+                ConditionExpression="#s = :pending",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":s": status, ":b": by, ":r": reason, ":pending": "PENDING"},
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    # --- baseline, holds, events --------------------------------------------------------------------------------
+
+    def baseline(self, fleet: str) -> tuple[str | None, dict[str, str]]:
+        item = self._t.get_item(Key={"PK": f"FLEET#{fleet}", "SK": "BASELINE"}, ConsistentRead=True).get("Item")
+        if not item:
+            return None, {}
+        return item["release_id"], dict(item.get("commits", {}))
+
+    def set_baseline(self, fleet: str, release_id: str, commits: dict[str, str]) -> None:
+        # Merge: services that did not ride keep their previous good commit.
+        _, current = self.baseline(fleet)
+        current.update(commits)
+        self._t.put_item(Item={"PK": f"FLEET#{fleet}", "SK": "BASELINE", "release_id": release_id, "commits": current})
+
+    def put_hold(self, fleet: str, hold: Hold, now: datetime) -> None:
+        self._t.put_item(
+            Item={
+                "PK": f"FLEET#{fleet}",
+                "SK": f"HOLD#{hold.scope}",
+                "scope": hold.scope,
+                "reason": hold.reason,
+                "by": hold.by,
+                "at": _iso(now),
+            }
+        )
+
+    def remove_hold(self, fleet: str, scope: str) -> None:
+        self._t.delete_item(Key={"PK": f"FLEET#{fleet}", "SK": f"HOLD#{scope}"})
+
+    def holds(self, fleet: str) -> list[Hold]:
+        return [Hold(i["scope"], i["reason"], i["by"]) for i in self._query(f"FLEET#{fleet}", "HOLD#")]
+
+    def add_event(self, release_id: str, kind: str, detail: dict[str, Any], now: datetime) -> None:
+        self._t.put_item(
+            Item={
+                "PK": f"RELEASE#{release_id}",
+                "SK": f"EVENT#{_iso(now)}#{next(_event_counter):06d}",
+                "kind": kind,
+                "at": _iso(now),
+                "detail": json.dumps(detail, default=str),
+            }
+        )
+
+    def events(self, release_id: str) -> list[dict[str, Any]]:
+        return [
+            {"kind": i["kind"], "at": i["at"], "detail": json.loads(i["detail"])}
+            for i in self._query(f"RELEASE#{release_id}", "EVENT#")
+        ]
+
+    def _query(self, pk: str, sk_prefix: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("PK").eq(pk) & Key("SK").begins_with(sk_prefix),
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._t.query(**kwargs)
+            items.extend(_plain(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
