@@ -1,0 +1,69 @@
+"""CodeDeploy (and, for ECS blue/green, ELBv2) behind the hook's DeploymentReader and StatusReporter ports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from release_train.adapters.hook_clients import LazyClient, error_code
+from release_train.domain.checks import HookStatus
+from release_train.domain.hook_targets import DeploymentTarget, EcsTarget, target_from_deployment, test_listener_arn
+from release_train.hooks import ReportResult
+
+
+class CodeDeployDeployments:
+    """GetDeployment -> DeploymentTarget. For ECS, resolves the test listener to a base URL.
+
+    ECS: deploymentInfo.loadBalancerInfo is used when GetDeployment returns it, else the deployment group's
+    (GetDeploymentGroup). The listener's port/protocol and the load balancer's DNS name come from ELBv2.
+    """
+
+    def __init__(self, codedeploy: LazyClient | None = None, elbv2: LazyClient | None = None) -> None:
+        self._codedeploy = codedeploy or LazyClient("codedeploy")
+        self._elbv2 = elbv2 or LazyClient("elbv2")
+
+    def target(self, deployment_id: str) -> DeploymentTarget:
+        info: dict[str, Any] = self._codedeploy.get().get_deployment(deploymentId=deployment_id)["deploymentInfo"]
+        target = target_from_deployment(info)
+        if isinstance(target, EcsTarget):
+            return self._with_test_endpoint(target)
+        return target
+
+    def _with_test_endpoint(self, target: EcsTarget) -> EcsTarget:
+        listener_arn = target.test_listener_arn
+        if listener_arn is None:
+            group = self._codedeploy.get().get_deployment_group(
+                applicationName=target.application_name, deploymentGroupName=target.deployment_group_name
+            )["deploymentGroupInfo"]
+            listener_arn = test_listener_arn(group.get("loadBalancerInfo") or {})
+        if listener_arn is None:
+            return target  # no test listener: only absolute-url checks can run
+        elbv2 = self._elbv2.get()
+        listener = elbv2.describe_listeners(ListenerArns=[listener_arn])["Listeners"][0]
+        balancer = elbv2.describe_load_balancers(LoadBalancerArns=[listener["LoadBalancerArn"]])["LoadBalancers"][0]
+        scheme = "https" if listener.get("Protocol") in ("HTTPS", "TLS") else "http"
+        base_url = f"{scheme}://{balancer['DNSName']}:{listener['Port']}"
+        return EcsTarget(
+            deployment_id=target.deployment_id,
+            application_name=target.application_name,
+            deployment_group_name=target.deployment_group_name,
+            test_listener_arn=listener_arn,
+            base_url=base_url,
+        )
+
+
+class CodeDeployStatusReporter:
+    def __init__(self, codedeploy: LazyClient | None = None) -> None:
+        self._codedeploy = codedeploy or LazyClient("codedeploy")
+
+    def report(self, deployment_id: str, execution_id: str, status: HookStatus) -> ReportResult:
+        client = self._codedeploy.get()
+        try:
+            client.put_lifecycle_event_hook_execution_status(
+                deploymentId=deployment_id, lifecycleEventHookExecutionId=execution_id, status=status.value
+            )
+        except Exception as exc:
+            # Matched by error code, never by message text.
+            if error_code(exc) == "LifecycleEventAlreadyCompletedException":
+                return ReportResult.ALREADY_COMPLETED
+            raise
+        return ReportResult.REPORTED
