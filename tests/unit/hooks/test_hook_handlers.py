@@ -1,0 +1,321 @@
+"""The real hook handlers (functions/*/app.py) end to end against moto + a fake CodeDeploy + a loopback server.
+
+Every test asserts what CodeDeploy saw: the status, and that it was reported exactly once (or not at all).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from release_train.hook_lambda import HookAlreadyInProgress
+from tests.conftest import FakeLambdaContext, load_event
+from tests.unit.hooks.conftest import FUNCTION, FakeCodeDeploy, Loopback, create_state_machine, load_hook, put_checks
+
+PASS_MACHINE = {"StartAt": "Ok", "States": {"Ok": {"Type": "Pass", "Result": {"ok": True}, "End": True}}}
+FAIL_MACHINE = {"StartAt": "No", "States": {"No": {"Type": "Fail", "Error": "SmokeFailed", "Cause": "bad"}}}
+
+
+def _lambda_deployment(aws: FakeCodeDeploy, event_file: str) -> dict[str, Any]:
+    event = load_event(event_file)
+    aws.add_deployment(event["DeploymentId"], "deployment_lambda.json")
+    return event
+
+
+def test_given_passing_invoke_http_and_express_checks_when_pre_traffic_runs_then_succeeded_is_reported_once(
+    aws: FakeCodeDeploy, loopback: Loopback, lambda_context: FakeLambdaContext
+) -> None:
+    event = _lambda_deployment(aws, "pre_traffic/lambda_deployment.json")
+    machine = create_state_machine("smoke-ok", PASS_MACHINE)
+    put_checks(FUNCTION, "checks_passing.json", BASE_URL=loopback.base_url, STATE_MACHINE_ARN=machine)
+
+    result = load_hook("pre_traffic").handler(event, lambda_context)
+
+    assert aws.reports == [
+        {
+            "deploymentId": event["DeploymentId"],
+            "lifecycleEventHookExecutionId": event["LifecycleEventHookExecutionId"],
+            "status": "Succeeded",
+        }
+    ]
+    assert [c["outcome"] for c in result["checks"]] == ["passed", "passed", "passed"]
+
+
+def test_given_a_failing_invoke_check_when_pre_traffic_runs_then_failed_is_reported_once(
+    aws: FakeCodeDeploy, lambda_context: FakeLambdaContext
+) -> None:
+    # moto's Lambda (no Docker) answers with the request payload: no statusCode, so "expect 400" fails for real.
+    event = _lambda_deployment(aws, "pre_traffic/lambda_deployment.json")
+    put_checks(FUNCTION, "checks_failing_invoke.json")
+
+    result = load_hook("pre_traffic").handler(event, lambda_context)
+
+    assert aws.statuses() == ["Failed"]
+    assert result["reasons"] == ["create-company: statusCode is None, expected 400"]
+
+
+def test_given_a_failing_http_check_when_pre_traffic_runs_then_failed_is_reported_once(
+    aws: FakeCodeDeploy, loopback: Loopback, lambda_context: FakeLambdaContext
+) -> None:
+    event = _lambda_deployment(aws, "pre_traffic/lambda_deployment.json")
+    put_checks(FUNCTION, "checks_failing_http.json", BASE_URL=loopback.base_url)
+
+    result = load_hook("pre_traffic").handler(event, lambda_context)
+
+    assert aws.statuses() == ["Failed"]
+    assert result["reasons"] == ["broken: HTTP 500, expected 200"]
+
+
+def test_given_an_express_workflow_that_fails_when_pre_traffic_runs_then_failed_is_reported_once(
+    aws: FakeCodeDeploy, lambda_context: FakeLambdaContext
+) -> None:
+    event = _lambda_deployment(aws, "pre_traffic/lambda_deployment.json")
+    put_checks(
+        FUNCTION, "checks_failing_express.json", STATE_MACHINE_ARN=create_state_machine("smoke-no", FAIL_MACHINE)
+    )
+
+    result = load_hook("pre_traffic").handler(event, lambda_context)
+
+    assert aws.statuses() == ["Failed"]
+    assert result["reasons"] == ["workflow: execution FAILED (SmokeFailed: bad)"]
+
+
+def test_given_no_check_parameter_when_pre_traffic_runs_then_failed_is_reported_once(
+    aws: FakeCodeDeploy, lambda_context: FakeLambdaContext
+) -> None:
+    event = _lambda_deployment(aws, "pre_traffic/lambda_deployment.json")
+
+    result = load_hook("pre_traffic").handler(event, lambda_context)
+
+    assert aws.statuses() == ["Failed"]
+    assert "no checks declared for 'company-svc-create'" in result["reasons"][0]
+
+
+def test_given_an_invalid_check_config_when_pre_traffic_runs_then_failed_is_reported_naming_the_field(
+    aws: FakeCodeDeploy, lambda_context: FakeLambdaContext
+) -> None:
+    event = _lambda_deployment(aws, "pre_traffic/lambda_deployment.json")
+    put_checks(FUNCTION, "checks_invalid.json")
+
+    result = load_hook("pre_traffic").handler(event, lambda_context)
+
+    assert aws.statuses() == ["Failed"]
+    assert "pre_traffic.0.invoke.expect.status_code: Input should be a valid integer" in result["reasons"][0]
+
+
+def test_given_codedeploy_errors_on_get_deployment_when_pre_traffic_runs_then_failed_is_reported_once(
+    aws: FakeCodeDeploy, lambda_context: FakeLambdaContext
+) -> None:
+    aws.get_error = "ThrottlingException"  # an exception inside the hook, after the event was understood
+    event = load_event("pre_traffic/lambda_deployment.json")
+
+    result = load_hook("pre_traffic").handler(event, lambda_context)
+
+    assert aws.statuses() == ["Failed"]
+    assert result["reasons"][0].startswith("hook error: ThrottlingException: An error occurred (ThrottlingException)")
+
+
+def test_given_a_check_slower_than_the_budget_when_pre_traffic_runs_then_failed_is_reported_before_the_budget_ends(
+    aws: FakeCodeDeploy, loopback: Loopback, lambda_context: FakeLambdaContext
+) -> None:
+    # remaining 1.8 s - safety margin 1 s (HOOK_SAFETY_MARGIN_MS in the fixture) = 0.8 s for checks; /slow takes 2 s.
+    lambda_context.remaining_ms = 1_800
+    event = _lambda_deployment(aws, "pre_traffic/lambda_deployment.json")
+    put_checks(FUNCTION, "checks_slow_http.json", BASE_URL=loopback.base_url)
+    hook = load_hook("pre_traffic")
+
+    started = time.monotonic()
+    result = hook.handler(event, lambda_context)
+    elapsed = time.monotonic() - started
+
+    assert aws.statuses() == ["Failed"]
+    assert [c["outcome"] for c in result["checks"]] == ["timed_out", "timed_out"]
+    assert elapsed < 1.8
+
+
+def test_given_less_time_left_than_the_safety_margin_when_pre_traffic_runs_then_no_check_runs_and_failed_is_reported(
+    aws: FakeCodeDeploy, loopback: Loopback, lambda_context: FakeLambdaContext
+) -> None:
+    lambda_context.remaining_ms = 900  # below the 1 s safety margin
+    event = _lambda_deployment(aws, "pre_traffic/lambda_deployment.json")
+    put_checks(FUNCTION, "checks_failing_http.json", BASE_URL=loopback.base_url)
+
+    result = load_hook("pre_traffic").handler(event, lambda_context)
+
+    assert aws.statuses() == ["Failed"]
+    assert result["checks"][0]["reasons"] == ["time budget exhausted before the check ran"]
+    assert loopback.hits["/broken"] == 0
+
+
+def test_given_a_duplicate_delivery_when_pre_traffic_runs_again_then_nothing_is_run_or_reported_twice(
+    aws: FakeCodeDeploy, loopback: Loopback, lambda_context: FakeLambdaContext
+) -> None:
+    event = _lambda_deployment(aws, "pre_traffic/lambda_deployment.json")
+    put_checks(FUNCTION, "checks_failing_http.json", BASE_URL=loopback.base_url)
+    hook = load_hook("pre_traffic")
+    first = hook.handler(event, lambda_context)
+
+    second = hook.handler(dict(event), lambda_context)
+
+    assert aws.statuses() == ["Failed"]
+    assert loopback.hits["/broken"] == 1
+    assert second == first
+
+
+def test_given_a_duplicate_delivery_to_a_new_cold_start_when_it_runs_then_the_stored_result_answers(
+    aws: FakeCodeDeploy, loopback: Loopback, lambda_context: FakeLambdaContext
+) -> None:
+    event = _lambda_deployment(aws, "pre_traffic/lambda_deployment.json")
+    put_checks(FUNCTION, "checks_failing_http.json", BASE_URL=loopback.base_url)
+    load_hook("pre_traffic").handler(event, lambda_context)
+
+    load_hook("pre_traffic").handler(event, lambda_context)  # another execution environment: only DynamoDB is shared
+
+    assert aws.statuses() == ["Failed"]
+    assert loopback.hits["/broken"] == 1
+
+
+def test_given_a_duplicate_arriving_while_the_first_still_runs_when_it_runs_then_it_fails_without_reporting(
+    aws: FakeCodeDeploy, loopback: Loopback, lambda_context: FakeLambdaContext
+) -> None:
+    event = _lambda_deployment(aws, "pre_traffic/lambda_deployment.json")
+    put_checks(FUNCTION, "checks_slow_http.json", BASE_URL=loopback.base_url)
+    first_hook, second_hook = load_hook("pre_traffic"), load_hook("pre_traffic")
+    first = threading.Thread(target=first_hook.handler, args=(event, FakeLambdaContext()))
+    first.start()
+    while loopback.hits["/slow"] == 0:  # the first invocation is inside its checks
+        time.sleep(0.01)
+
+    with pytest.raises(HookAlreadyInProgress):
+        second_hook.handler(event, lambda_context)
+    reports_while_running = list(aws.reports)
+    first.join()
+
+    assert reports_while_running == []
+    assert aws.statuses() == ["Succeeded"]
+
+
+def test_given_a_first_attempt_that_crashed_mid_way_when_lambda_retries_then_it_runs_and_reports_once(
+    aws: FakeCodeDeploy, loopback: Loopback, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    event = _lambda_deployment(aws, "pre_traffic/lambda_deployment.json")
+    put_checks(FUNCTION, "checks_failing_http.json", BASE_URL=loopback.base_url)
+    crashed = load_hook("pre_traffic")
+
+    class SandboxKilled(BaseException):  # a Lambda timeout / OOM: no except clause of ours runs
+        pass
+
+    def die(*_: Any, **__: Any) -> Any:
+        raise SandboxKilled
+
+    class TimingOutContext(FakeLambdaContext):
+        # 60 s when the hook sizes its budget, then ~0: the INPROGRESS record's expiry (Lambda timeout) is now.
+        def get_remaining_time_in_millis(self) -> int:
+            self.remaining_ms, remaining = 1, self.remaining_ms
+            return remaining
+
+    monkeypatch.setattr(crashed.runtime.service.http, "request", die)
+    with pytest.raises(SandboxKilled):
+        crashed.handler(event, TimingOutContext())
+    time.sleep(0.01)
+
+    load_hook("pre_traffic").handler(event, lambda_context)
+
+    assert aws.statuses() == ["Failed"]
+    assert loopback.hits["/broken"] == 1
+
+
+def test_given_codedeploy_says_already_completed_when_pre_traffic_reports_then_the_hook_ends_quietly(
+    aws: FakeCodeDeploy, loopback: Loopback, lambda_context: FakeLambdaContext
+) -> None:
+    event = _lambda_deployment(aws, "pre_traffic/lambda_deployment.json")
+    aws.completed.add(event["LifecycleEventHookExecutionId"])  # e.g. an operator stopped the deployment
+    put_checks(FUNCTION, "checks_failing_http.json", BASE_URL=loopback.base_url)
+
+    result = load_hook("pre_traffic").handler(event, lambda_context)
+
+    assert len(aws.reports) == 1
+    assert result["report"] == "already_completed"
+
+
+def test_given_codedeploy_rejects_the_report_when_pre_traffic_reports_then_the_invocation_fails_for_a_retry(
+    aws: FakeCodeDeploy, loopback: Loopback, lambda_context: FakeLambdaContext
+) -> None:
+    event = _lambda_deployment(aws, "pre_traffic/lambda_deployment.json")
+    aws.put_error = "InternalFailure"
+    put_checks(FUNCTION, "checks_failing_http.json", BASE_URL=loopback.base_url)
+
+    with pytest.raises(Exception, match="InternalFailure"):
+        load_hook("pre_traffic").handler(event, lambda_context)
+
+    assert len(aws.reports) == 1  # the one attempt; no second report in the same invocation
+
+
+def test_given_the_awslabs_sample_event_when_pre_traffic_runs_then_it_reports_for_that_execution_id(
+    aws: FakeCodeDeploy, loopback: Loopback, lambda_context: FakeLambdaContext
+) -> None:
+    event = _lambda_deployment(aws, "pre_traffic/codedeploy_lifecycle_event_awslabs.json")
+    put_checks(FUNCTION, "checks_failing_http.json", BASE_URL=loopback.base_url)
+
+    load_hook("pre_traffic").handler(event, lambda_context)
+
+    assert [(r["deploymentId"], r["lifecycleEventHookExecutionId"]) for r in aws.reports] == [
+        ("d-deploymentId", event["LifecycleEventHookExecutionId"])
+    ]
+
+
+def test_given_an_event_without_execution_id_when_pre_traffic_runs_then_it_raises_and_reports_nothing(
+    aws: FakeCodeDeploy, lambda_context: FakeLambdaContext
+) -> None:
+    hook = load_hook("pre_traffic")
+
+    with pytest.raises(Exception, match="LifecycleEventHookExecutionId"):
+        hook.handler(load_event("pre_traffic/missing_execution_id.json"), lambda_context)
+
+    assert aws.reports == []
+
+
+def test_given_no_idempotency_table_configured_when_pre_traffic_runs_then_failed_is_reported_once(
+    aws: FakeCodeDeploy, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("IDEMPOTENCY_TABLE")
+    event = _lambda_deployment(aws, "pre_traffic/lambda_deployment.json")
+
+    result = load_hook("pre_traffic").handler(event, lambda_context)
+
+    assert aws.statuses() == ["Failed"]
+    assert result["reasons"] == ["hook misconfigured: IDEMPOTENCY_TABLE is not set"]
+
+
+def test_given_failing_pre_checks_and_passing_post_checks_when_post_traffic_runs_then_succeeded_is_reported_once(
+    aws: FakeCodeDeploy, loopback: Loopback, lambda_context: FakeLambdaContext
+) -> None:
+    event = _lambda_deployment(aws, "post_traffic/lambda_deployment.json")
+    put_checks(FUNCTION, "checks_post_only_passes.json", BASE_URL=loopback.base_url)
+
+    load_hook("post_traffic").handler(event, lambda_context)
+
+    assert aws.statuses() == ["Succeeded"]
+    assert loopback.hits["/broken"] == 0
+
+
+def test_given_a_failed_check_when_the_hook_ends_then_metrics_record_the_outcome_and_duration(
+    aws: FakeCodeDeploy, loopback: Loopback, lambda_context: FakeLambdaContext, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = _lambda_deployment(aws, "pre_traffic/lambda_deployment.json")
+    put_checks(FUNCTION, "checks_failing_http.json", BASE_URL=loopback.base_url)
+    hook = load_hook("pre_traffic")
+    capsys.readouterr()
+
+    hook.handler(event, lambda_context)
+
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert len(emf) == 1
+    names = {m["Name"] for m in emf[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert names == {"CheckFailed", "HookFailed", "HookDuration"}
+    assert emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "ReleaseTrain"
+    assert emf[0]["Hook"] == "pre_traffic"
