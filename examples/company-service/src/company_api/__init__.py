@@ -1,0 +1,1 @@
+"""company-service: company CRUD behind API Gateway (one Lambda function per verb)."""
