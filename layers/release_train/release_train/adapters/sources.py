@@ -47,7 +47,11 @@ class Sources:
 
     def _token(self, secret_id: str) -> str:
         if secret_id not in self._tokens:
-            self._tokens[secret_id] = self._secrets.get_secret_value(SecretId=secret_id)["SecretString"].strip()
+            try:
+                secret = self._secrets.get_secret_value(SecretId=secret_id)["SecretString"]
+            except Exception as exc:
+                raise SourceError(f"GitHub token secret {secret_id} unreadable: {exc}") from exc
+            self._tokens[secret_id] = secret.strip()
         return self._tokens[secret_id]
 
 

@@ -1,0 +1,289 @@
+"""trainctl: run a simulated train locally, or operate the deployed one (approve, reject, hold, cancel, status)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from release_train.domain.errors import InvalidInput
+
+ROOT = Path(__file__).resolve().parent.parent
+console = Console(stderr=True)
+out = Console()
+
+
+@click.group()
+@click.version_option(package_name="release-train")
+def main() -> None:
+    """Operate the release train."""
+
+
+# --- simulate -----------------------------------------------------------------------------------------------------
+
+
+class _Progress:
+    """Live view: the state the train is in, builds per stage, virtual time."""
+
+    def __init__(self) -> None:
+        self.state = "starting"
+        self.stage = "-"
+        self.builds: dict[str, dict[str, int]] = {}
+        self.virtual = ""
+        self._lock = threading.Lock()
+
+    def __call__(self, observed: Any) -> None:
+        with self._lock:
+            self.virtual = observed.virtual_time.strftime("%a %d %b %H:%M")
+            if observed.state:
+                self.state = observed.state
+                stage = (observed.input or {}).get("stage")
+                if isinstance(stage, dict):
+                    stage = stage.get("name")
+                if stage:
+                    self.stage = str(stage)
+                if observed.state == "Build" and stage:
+                    counts = self.builds.setdefault(str(stage), {"started": 0})
+                    counts["started"] += 1
+
+    def render(self) -> Table:
+        table = Table.grid(padding=(0, 2))
+        table.add_row("[bold]virtual time[/]", self.virtual or "-")
+        table.add_row("[bold]stage[/]", self.stage)
+        table.add_row("[bold]state[/]", self.state)
+        for stage, counts in self.builds.items():
+            table.add_row(f"[bold]{stage} builds[/]", str(counts["started"]))
+        return table
+
+
+@main.command()
+@click.option(
+    "--fleet",
+    "fleet_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=ROOT / "fleet.yaml",
+    show_default=True,
+    help="fleet file to release",
+)
+@click.option(
+    "--scenario",
+    "scenario_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="what the emulated world does (default: everything succeeds, prod approved)",
+)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object (for machines) instead of tables")
+@click.option("--time-scale", type=float, default=None, help="real seconds per virtual second (default 2e-6)")
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="write the functions' structured logs here",
+)
+def simulate(
+    fleet_path: Path, scenario_path: Path | None, as_json: bool, time_scale: float | None, log_path: Path | None
+) -> None:
+    """Run a whole release train locally on the embedded emulator (no AWS account needed)."""
+    from trainctl.sandbox.runner import DEFAULT_TIME_SCALE
+    from trainctl.sandbox.runner import simulate as run
+    from trainctl.sandbox.scenario import Scenario, load_scenario
+
+    logging.getLogger("moto").setLevel(logging.CRITICAL)  # the interpreter logs every caught error at WARNING
+    try:
+        scenario = (
+            load_scenario(scenario_path)
+            if scenario_path
+            else Scenario(name="default", approvals={"prod": {"decision": "approve"}})
+        )  # type: ignore[dict-item]
+        progress = _Progress()
+        if as_json or not console.is_terminal:
+            result = run(
+                fleet_path, scenario, ROOT, None if as_json else progress, time_scale or DEFAULT_TIME_SCALE, log_path
+            )
+        else:
+            with Live(progress.render(), console=console, refresh_per_second=8) as live:
+
+                def update(observed: Any) -> None:
+                    progress(observed)
+                    live.update(progress.render())
+
+                result = run(fleet_path, scenario, ROOT, update, time_scale or DEFAULT_TIME_SCALE, log_path)
+    except InvalidInput as exc:
+        console.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+    if as_json:
+        doc = result.to_json()
+        doc["scenario"] = scenario.name
+        out.print_json(json.dumps(doc, default=str))
+    else:
+        _summary(result, scenario.name)
+    sys.exit(0 if result.status == "SUCCEEDED" else 1)
+
+
+def _summary(result: Any, scenario: str) -> None:
+    colour = "green" if result.status == "SUCCEEDED" else "red"
+    out.print(
+        f"[bold]release {result.release_id or '-'}[/] ({scenario}): [{colour}]{result.status}[/] — {result.reason}"
+    )
+    for stage in result.stages:
+        table = Table(title=f"stage {stage['name']}", title_justify="left")
+        for column in ("service", "wave", "commit", "build"):
+            table.add_column(column)
+        for service in stage["services"]:
+            status = service["build_status"]
+            style = {"SUCCEEDED": "green", "NOT_BUILT": "dim"}.get(status, "red")
+            table.add_row(service["name"], str(service["wave"]), service["commit"][:12], f"[{style}]{status}[/]")
+        out.print(table)
+    for gate in result.gates:
+        reasons = "; ".join(gate["reasons"]) or "all evidence good"
+        out.print(f"gate {gate['stage']}: {gate['verdict']} — {reasons}")
+    if result.second_start:
+        out.print(f"second start: {result.second_start['status']} ({result.second_start['error']})")
+    hours = result.virtual_duration_s / 3600
+    out.print(
+        f"virtual {hours:.1f} h in {result.wall_s:.2f} s wall · {result.history_events} history events "
+        f"({result.history_events / 250:.1f}% of 25,000) · {result.state_transitions} transitions "
+        f"(${result.estimated_cost_usd:.4f}) · {result.builds_started} builds, {result.builds_throttled} throttled"
+    )
+
+
+# --- operating the deployed train ---------------------------------------------------------------------------------
+
+
+def _ledger(table: str) -> Any:
+    import boto3
+
+    from release_train.adapters.ledger import Ledger
+
+    return Ledger(boto3.resource("dynamodb").Table(table))
+
+
+table_option = click.option(
+    "--table", envvar="RELEASE_TRAIN_TABLE", required=True, help="the ledger table (stack output LedgerTableName)"
+)
+
+
+@main.command()
+@table_option
+@click.argument("release_id")
+@click.option("--stage", required=True)
+@click.option("--by", required=True, help="who approves (recorded in the ledger)")
+@click.option("--reason", default="approved")
+def approve(table: str, release_id: str, stage: str, by: str, reason: str) -> None:
+    """Approve a stage waiting for approval."""
+    from trainctl import ops
+
+    record = ops.decide_approval(_ledger(table), release_id, stage, True, by, reason)
+    out.print(f"{release_id} {stage}: {record.status} by {record.decided_by}")
+
+
+@main.command()
+@table_option
+@click.argument("release_id")
+@click.option("--stage", required=True)
+@click.option("--by", required=True)
+@click.option("--reason", required=True, help="why (sent to everyone on the release)")
+def reject(table: str, release_id: str, stage: str, by: str, reason: str) -> None:
+    """Reject a stage waiting for approval: the release ends BLOCKED."""
+    from trainctl import ops
+
+    record = ops.decide_approval(_ledger(table), release_id, stage, False, by, reason)
+    out.print(f"{release_id} {stage}: {record.status} by {record.decided_by}")
+
+
+@main.command()
+@table_option
+@click.option("--fleet", "fleet_name", required=True)
+@click.option("--scope", default="*", show_default=True, help="a service name, or * for the whole fleet")
+@click.option("--reason", required=True)
+@click.option("--by", required=True)
+@click.option("--remove", is_flag=True, help="lift the hold instead")
+def hold(table: str, fleet_name: str, scope: str, reason: str, by: str, remove: bool) -> None:
+    """Put (or lift) an operator hold: the gate blocks while it stands."""
+    from release_train.adapters.clock import Clock
+    from release_train.domain.release import Hold
+
+    ledger = _ledger(table)
+    if remove:
+        ledger.remove_hold(fleet_name, scope)
+        out.print(f"hold on {scope} lifted")
+    else:
+        ledger.put_hold(fleet_name, Hold(scope, reason, by), Clock().now())
+        out.print(f"hold on {scope} set: {reason}")
+
+
+@main.command()
+@click.argument("execution_arn")
+@click.option("--reason", required=True)
+def cancel(execution_arn: str, reason: str) -> None:
+    """Stop a running train (same as Stop in the console); the clean-up rule closes the release."""
+    import boto3
+
+    boto3.client("stepfunctions").stop_execution(executionArn=execution_arn, error="OperatorCancelled", cause=reason)
+    out.print(f"stop requested: {execution_arn}")
+
+
+@main.command()
+@table_option
+@click.option("--fleet", "fleet_name", required=True)
+@click.option("--limit", default=10, show_default=True)
+def status(table: str, fleet_name: str, limit: int) -> None:
+    """Recent releases of a fleet, newest first, and who holds the lock."""
+    ledger = _ledger(table)
+    lock = ledger.lock(fleet_name)
+    out.print(f"lock: {lock.release_id + ' since ' + lock.acquired_at if lock else 'free'}")
+    listing = Table("release", "status", "created", "reason")
+    for record in ledger.list_releases(fleet_name, limit):
+        listing.add_row(record.release_id, record.status.value, record.created_at, record.reason[:80])
+    out.print(listing)
+
+
+@main.group()
+def fleet() -> None:
+    """Validate and publish fleet.yaml."""
+
+
+@fleet.command("validate")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=ROOT / "fleet.yaml")
+def fleet_validate(path: Path) -> None:
+    """Check a fleet file; the same rules PlanRelease applies."""
+    from release_train.domain.fleet import parse_fleet
+
+    try:
+        parsed = parse_fleet(path.read_text(), str(path))
+    except InvalidInput as exc:
+        console.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+    out.print(
+        f"{path}: fleet {parsed.fleet}, {len(parsed.services)} services, waves {parsed.waves()}, "
+        f"stages {[s.name for s in parsed.stages]}"
+    )
+
+
+@fleet.command("push")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=ROOT / "fleet.yaml")
+@click.option("--bucket", envvar="RELEASE_TRAIN_CONFIG_BUCKET", required=True, help="stack output ConfigBucketName")
+def fleet_push(path: Path, bucket: str) -> None:
+    """Validate, then upload the fleet the next train will read."""
+    from release_train.adapters.aws import client
+    from release_train.adapters.fleet_store import FleetStore
+
+    try:
+        version = FleetStore(client("s3"), bucket).push(path.read_text())
+    except InvalidInput as exc:
+        console.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+    out.print(f"pushed {path} to s3://{bucket}/fleet.yaml (version {version})")
+
+
+if __name__ == "__main__":
+    main()

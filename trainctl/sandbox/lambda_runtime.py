@@ -1,0 +1,127 @@
+"""Run Lambda handlers in-process, each under the environment its template entry gives it.
+
+moto without Docker echoes the payload back; the sandbox needs the real code. Each function's module is imported
+once (under a global lock, with its own environment in `os.environ` only while importing, because handlers read the
+environment at import time) and cached, like a warm Lambda container.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import sys
+import threading
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TextIO
+
+
+@dataclass
+class FunctionSpec:
+    name: str
+    logical_id: str
+    code_dir: Path
+    handler: str  # "module.function"
+    environment: dict[str, str]
+    timeout_s: int
+    memory_mb: int
+    arn: str
+
+
+@dataclass
+class _Context:
+    """The LambdaContext fields handlers and Powertools read."""
+
+    function_name: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int
+    timeout_s: int
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = "sandbox"
+
+    def get_remaining_time_in_millis(self) -> int:
+        # In-process calls are fast; report the configured budget so time-budgeted code behaves as on AWS.
+        return self.timeout_s * 1000
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._specs: dict[str, FunctionSpec] = {}
+        self._modules: dict[str, ModuleType] = {}
+        self._lock = threading.RLock()
+        self.log: TextIO = io.StringIO()  # where handler logs go (a file in `trainctl simulate`)
+        self.invocations: dict[str, int] = {}
+
+    def register(self, spec: FunctionSpec) -> None:
+        self._specs[spec.name] = spec
+        self._specs[spec.arn] = spec
+
+    def reset(self) -> None:
+        self._specs.clear()
+        self._modules.clear()
+        self.invocations.clear()
+
+    def spec(self, name_or_arn: str) -> FunctionSpec | None:
+        name = (
+            name_or_arn.rsplit(":function:", maxsplit=1)[-1].split(":", maxsplit=1)[0]
+            if ":function:" in name_or_arn
+            else name_or_arn
+        )
+        return self._specs.get(name)
+
+    def _module(self, spec: FunctionSpec) -> ModuleType:
+        with self._lock:
+            if spec.name in self._modules:
+                return self._modules[spec.name]
+            module_name, _ = spec.handler.rsplit(".", 1)
+            path = spec.code_dir / f"{module_name.replace('.', '/')}.py"
+            unique = f"sandbox_fn_{spec.logical_id}"
+            saved = dict(os.environ)
+            os.environ.update(spec.environment)
+            os.environ["AWS_LAMBDA_FUNCTION_NAME"] = spec.name
+            try:
+                loader_spec = importlib.util.spec_from_file_location(unique, path)
+                if loader_spec is None or loader_spec.loader is None:
+                    raise ImportError(f"cannot load handler module {path}")
+                module = importlib.util.module_from_spec(loader_spec)
+                sys.modules[unique] = module
+                # Powertools binds its log stream at Logger() time: import under the sandbox's log sink.
+                with contextlib.redirect_stdout(self.log):
+                    loader_spec.loader.exec_module(module)
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+            self._modules[spec.name] = module
+            return module
+
+    def invoke(self, name_or_arn: str, event: Any) -> tuple[str, bool]:
+        """(payload JSON, errored). An exception becomes Lambda's error payload, errorType = exception class name."""
+        spec = self.spec(name_or_arn)
+        if spec is None:
+            return json.dumps({"errorType": "ResourceNotFoundException", "errorMessage": name_or_arn}), True
+        with self._lock:
+            self.invocations[spec.logical_id] = self.invocations.get(spec.logical_id, 0) + 1
+        try:
+            module = self._module(spec)
+            function = getattr(module, spec.handler.rsplit(".", 1)[1])
+            result = function(event, _Context(spec.name, spec.arn, spec.memory_mb, spec.timeout_s))
+            return json.dumps(result, default=str), False
+        except Exception as exc:
+            return json.dumps(
+                {
+                    "errorType": type(exc).__name__,
+                    "errorMessage": str(exc),
+                    "stackTrace": traceback.format_exception(exc)[-5:],
+                }
+            ), True
+
+
+registry = Registry()

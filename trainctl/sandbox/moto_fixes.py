@@ -1,0 +1,274 @@
+"""Every change the sandbox makes to moto, in one place. Each has a regression test in tests/sandbox/test_moto_fixes.py.
+
+Tested against moto >=5.2.3,<5.3 (pinned in pyproject.toml). Numbers refer to ../shared/MOTO_NOTES.md.
+
+1. Lambda without Docker echoes the payload (note 1): run the handler in-process (lambda_runtime).
+2. `codebuild:startBuild.sync` is unsupported (note 2): a CodeBuild service integration with `.sync`, which on stop
+   calls StopBuild as Step Functions does (note 9).
+3. Waits, retry back-offs and callback timeouts run in virtual time (clock), so a 2-day bake takes a blink.
+4. History timestamps are virtual too, so the console view of a simulated run reads like AWS.
+5. StopExecution during a Map ends ABORTED, not FAILED (note 9).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEvent,
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_callback,
+    state_task_service_factory,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+    StateTaskServiceCallback,
+)
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
+from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
+from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+
+from trainctl.sandbox import clock as vclock
+from trainctl.sandbox import emulators
+from trainctl.sandbox.lambda_runtime import registry
+
+# --- 1. Lambda in-process -----------------------------------------------------------------------------------------
+
+
+def _invoke_in_process(
+    self: LambdaSimpleBackend, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
+) -> bytes:
+    fn = self.get_function(function_name, qualifier)
+    payload = json.loads(body) if body else {}
+    result, errored = registry.invoke(fn.function_name, payload)
+    if errored:
+        response_headers["x-amz-function-error"] = "Unhandled"
+    response_headers["x-amz-executed-version"] = qualifier if qualifier and qualifier[0].isdigit() else "$LATEST"
+    return result.encode()
+
+
+# --- 2. CodeBuild .sync -------------------------------------------------------------------------------------------
+
+_TERMINAL_OK: Final = {"SUCCEEDED"}
+_TERMINAL: Final = {"SUCCEEDED", "FAILED", "FAULT", "STOPPED", "TIMED_OUT"}
+
+
+def _sfn_cased(value: Any) -> Any:
+    """Step Functions returns CodeBuild's output with PascalCase keys and epoch-second timestamps."""
+    if isinstance(value, dict):
+        return {k[:1].upper() + k[1:]: _sfn_cased(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_sfn_cased(v) for v in value]
+    if isinstance(value, _dt.datetime):
+        return value.timestamp()
+    return value
+
+
+def _boto_cased(value: Any) -> Any:
+    """`ProjectName` -> `projectName`: Step Functions accepts either casing for optimized integrations."""
+    if isinstance(value, dict):
+        return {k[:1].lower() + k[1:]: _boto_cased(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_boto_cased(v) for v in value]
+    return value
+
+
+class StateTaskServiceCodeBuild(StateTaskServiceCallback):
+    def __init__(self) -> None:
+        # WaitForTaskToken is listed only so moto builds the callback endpoint its .sync path always tears down
+        # (it dereferences it unconditionally); the ASL never uses codebuild with .waitForTaskToken.
+        super().__init__(supported_integration_patterns={ResourceCondition.Sync, ResourceCondition.WaitForTaskToken})
+
+    def _get_supported_parameters(self) -> set[str] | None:
+        # Every StartBuild request member, in Step Functions casing (the request is validated by botocore later).
+        if self.resource.api_action.lower() != "startbuild":
+            return None
+        import botocore.session
+
+        shape = botocore.session.get_session().get_service_model("codebuild").operation_model("StartBuild")
+        return {name[:1].upper() + name[1:] for name in shape.input_shape.members}
+
+    def _client(self, resource_runtime_part: Any, state_credentials: Any) -> Any:
+        return boto_client_for(
+            service="codebuild", region=resource_runtime_part.region, state_credentials=state_credentials
+        )
+
+    def _from_error(self, env: Any, ex: Exception) -> FailureEvent:
+        response = getattr(ex, "response", None)
+        if isinstance(response, dict) and "Error" in response:
+            name = f"CodeBuild.{response['Error']['Code']}"
+            return FailureEvent(
+                env=env,
+                error_name=CustomErrorName(name),
+                event_type=HistoryEventType.TaskFailed,
+                event_details=EventDetails(
+                    taskFailedEventDetails=TaskFailedEventDetails(
+                        error=name,
+                        cause=response["Error"].get("Message", ""),
+                        resource=self._get_sfn_resource(),
+                        resourceType=self._get_sfn_resource_type(),
+                    )
+                ),
+            )
+        return super()._from_error(env=env, ex=ex)  # type: ignore[no-any-return]
+
+    def _eval_service_task(
+        self, env: Any, resource_runtime_part: Any, normalised_parameters: dict[str, Any], state_credentials: Any
+    ) -> None:
+        client = self._client(resource_runtime_part, state_credentials)
+        action = self._get_boto_service_action()
+        response = getattr(client, action)(**_boto_cased(normalised_parameters))
+        response.pop("ResponseMetadata", None)
+        env.stack.append(_sfn_cased(response))
+
+    def _build_sync_resolver(
+        self, env: Any, resource_runtime_part: Any, normalised_parameters: dict[str, Any], state_credentials: Any
+    ) -> Callable[[], Any] | None:
+        started = env.stack.pop()
+        build_id = started["Build"]["Id"]
+        client = self._client(resource_runtime_part, state_credentials)
+        world, clock = emulators.active(), vclock.active()
+
+        def resolve() -> Any:
+            if world is not None and clock is not None:
+                # Wait (in virtual time) exactly until the emulated build ends, or until the execution stops.
+                left = world.seconds_left(build_id)
+                if left > 0 and not clock.sleep(left, env.program_state_event):
+                    pass
+            if not env.is_running():
+                # The execution was stopped while the build ran: Step Functions stops the build (best effort).
+                client.stop_build(id=build_id)
+                return None
+            build = client.batch_get_builds(ids=[build_id])["builds"][0]
+            status = build["buildStatus"]
+            if status not in _TERMINAL:
+                return None
+            output = {"Build": _sfn_cased(build)}
+            if status in _TERMINAL_OK:
+                return output
+            raise FailureEventException(
+                FailureEvent(
+                    env=env,
+                    error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
+                    event_type=HistoryEventType.TaskFailed,
+                    event_details=EventDetails(
+                        taskFailedEventDetails=TaskFailedEventDetails(
+                            resource=self._get_sfn_resource(),
+                            resourceType=self._get_sfn_resource_type(),
+                            error=StatesErrorNameType.StatesTaskFailed.to_name(),
+                            cause=to_json_str(output["Build"]),
+                        )
+                    ),
+                )
+            )
+
+        return resolve
+
+
+_original_factory = state_task_service_factory.state_task_service_for
+
+
+def _service_for(service_name: str) -> Any:
+    if service_name == "codebuild":
+        return StateTaskServiceCodeBuild()
+    return _original_factory(service_name)
+
+
+# --- 3 + 4. virtual time ------------------------------------------------------------------------------------------
+
+
+def _wait_interval(self: WaitFunction, env: Any, wait_seconds: int) -> None:
+    clock = vclock.active()
+    if clock is None:
+        return _original_wait_interval(self, env, wait_seconds)
+    clock.sleep(wait_seconds, env.program_state_event)
+    return None
+
+
+class _ScaledTime:
+    """Stands in for the `time` module inside the retrier: back-off sleeps pass in virtual time."""
+
+    def __getattr__(self, name: str) -> Any:
+        import time
+
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        clock = vclock.active()
+        if clock is None:
+            import time
+
+            time.sleep(seconds)
+        else:
+            clock.sleep(seconds)
+
+
+def _wait_for_task_token_timeout(self: Any, timeout_seconds: int, callback_endpoint: Any) -> Any:
+    clock = vclock.active()
+    if clock is None:
+        return _original_wait_token(self, timeout_seconds, callback_endpoint)
+    begin, real_start = clock.elapsed, time.monotonic()
+    real_timeout = clock.real_timeout(timeout_seconds) or 0.0
+    outcome = callback_endpoint.wait(timeout=real_timeout)
+    if outcome is None and time.monotonic() - real_start >= real_timeout:
+        clock.advance_to(begin + timeout_seconds)  # nobody answered: the full timeout passed (not an interrupt)
+    return outcome
+
+
+def _virtual_timestamp() -> _dt.datetime:
+    clock = vclock.active()
+    return clock.now() if clock is not None else _dt.datetime.now(tz=_dt.UTC)
+
+
+# --- 5. StopExecution during a Map --------------------------------------------------------------------------------
+
+_original_wait_interval = WaitFunction._wait_interval
+_original_wait_token = StateTaskServiceCallback._wait_for_task_token_timeout
+_applied = threading.Lock()
+_done = False
+
+
+def apply() -> None:
+    """Idempotent; called by the sandbox before it creates its mock."""
+    global _done
+    with _applied:
+        if _done:
+            return
+        emulators.install()
+        from trainctl.sandbox import observer
+
+        observer.install()
+        LambdaSimpleBackend.invoke = _invoke_in_process  # type: ignore[method-assign]
+        state_task_service_factory.state_task_service_for = _service_for
+        _patch_factory_importers()
+        WaitFunction._wait_interval = _wait_interval  # type: ignore[method-assign]
+        retrier_decl.time = _ScaledTime()  # type: ignore[assignment]
+        StateTaskServiceCallback._wait_for_task_token_timeout = _wait_for_task_token_timeout  # type: ignore[method-assign]
+        EventManager._get_current_timestamp = staticmethod(_virtual_timestamp)  # type: ignore[method-assign]
+        _ = state_task_service_callback  # imported for the patch above
+        _done = True
+
+
+def _patch_factory_importers() -> None:
+    """Modules that did `from ...factory import state_task_service_for` keep their own reference: update those."""
+    import sys
+
+    for module in list(sys.modules.values()):
+        if module is not None and getattr(module, "state_task_service_for", None) is _original_factory:
+            module.state_task_service_for = _service_for
