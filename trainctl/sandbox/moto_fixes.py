@@ -8,6 +8,7 @@ Tested against moto >=5.2.3,<5.3 (pinned in pyproject.toml). Numbers refer to ..
 3. Waits, retry back-offs and callback timeouts run in virtual time (clock), so a 2-day bake takes a blink.
 4. History timestamps are virtual too, so the console view of a simulated run reads like AWS.
 5. StopExecution during a Map ends ABORTED, not FAILED (note 9).
+6. StopExecution keeps its error and cause; DescribeExecution and the status-change event show them (note 11).
 """
 
 from __future__ import annotations
@@ -38,7 +39,12 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
     StateTaskServiceCallback,
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.core.responses import ActionResult
+from moto.stepfunctions.parser.asl.eval.environment import Environment
+from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+from moto.stepfunctions.responses import StepFunctionResponse
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
 from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
@@ -238,6 +244,43 @@ def _virtual_timestamp() -> _dt.datetime:
 
 # --- 5. StopExecution during a Map --------------------------------------------------------------------------------
 
+
+def _set_error(self: Environment, error: Any) -> None:
+    """Once stopped, stay stopped: errors raised while Map iterations unwind must not turn ABORTED into FAILED."""
+    if isinstance(self.program_state(), ProgramStopped):
+        return
+    _original_set_error(self, error)
+
+
+_original_set_error = Environment.set_error
+
+
+# --- 6. StopExecution's error and cause are kept (note 11) --------------------------------------------------------
+
+
+def _stop_execution_response(self: StepFunctionResponse) -> ActionResult:
+    arn = self._get_param("executionArn")
+    backend = self.stepfunction_backend
+    backend._validate_execution_arn(arn)
+    machine = backend._get_state_machine_for_execution(arn)
+    execution = next((x for x in machine.executions if x.execution_arn == arn), None)
+    if execution is None:
+        return ActionResult(backend.stop_execution(arn))  # let moto raise ExecutionDoesNotExist
+    execution.stop(
+        stop_date=_dt.datetime.now(tz=_dt.UTC), error=self._get_param("error"), cause=self._get_param("cause")
+    )
+    return ActionResult({"stopDate": execution.stop_date or _dt.datetime.now(tz=_dt.UTC)})
+
+
+def _reflect_execution_status(self: BaseExecutionWorkerCommunication) -> None:
+    _original_reflect(self)
+    state = self.execution.exec_worker.env.program_state()
+    if isinstance(state, ProgramStopped):
+        self.execution.error, self.execution.cause = state.error, state.cause
+
+
+_original_reflect = BaseExecutionWorkerCommunication._reflect_execution_status
+
 _original_wait_interval = WaitFunction._wait_interval
 _original_wait_token = StateTaskServiceCallback._wait_for_task_token_timeout
 _applied = threading.Lock()
@@ -261,6 +304,9 @@ def apply() -> None:
         retrier_decl.time = _ScaledTime()  # type: ignore[assignment]
         StateTaskServiceCallback._wait_for_task_token_timeout = _wait_for_task_token_timeout  # type: ignore[method-assign]
         EventManager._get_current_timestamp = staticmethod(_virtual_timestamp)  # type: ignore[method-assign]
+        Environment.set_error = _set_error  # type: ignore[method-assign]
+        StepFunctionResponse.stop_execution = _stop_execution_response  # type: ignore[method-assign]
+        BaseExecutionWorkerCommunication._reflect_execution_status = _reflect_execution_status  # type: ignore[method-assign]
         _ = state_task_service_callback  # imported for the patch above
         _done = True
 
