@@ -53,7 +53,7 @@ def handlers(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
         )
         from company_api import handlers, repository
 
-        repository._table = None  # a table handle from a previous test belongs to another moto backend
+        monkeypatch.setattr(repository, "_table", None)  # a handle from an earlier test is bound to another moto
         yield handlers
 
 

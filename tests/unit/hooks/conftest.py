@@ -63,9 +63,11 @@ class FakeCodeDeploy:
     completed: set[str] = field(default_factory=set)  # execution ids CodeDeploy considers done
 
     def install(self, session: boto3.Session) -> None:
-        session.events.register("before-call.codedeploy.GetDeployment", self._get_deployment)
-        session.events.register("before-call.codedeploy.GetDeploymentGroup", self._get_deployment_group)
-        session.events.register("before-call.codedeploy.PutLifecycleEventHookExecutionStatus", self._put_status)
+        # botocore-stubs types handlers as returning None; a before-call handler's answer replaces the HTTP call.
+        events: Any = session.events
+        events.register("before-call.codedeploy.GetDeployment", self._get_deployment)
+        events.register("before-call.codedeploy.GetDeploymentGroup", self._get_deployment_group)
+        events.register("before-call.codedeploy.PutLifecycleEventHookExecutionStatus", self._put_status)
 
     def add_deployment(self, deployment_id: str, template: str, **replacements: str) -> None:
         self.deployments[deployment_id] = json.loads(data_text(template, DEPLOYMENT_ID=deployment_id, **replacements))
@@ -102,7 +104,8 @@ def _start_sync_via_moto(params: dict[str, Any], **_: Any) -> tuple[AWSResponse,
     sfn = boto3.client("stepfunctions", region_name="us-east-1")  # a plain client: not intercepted by this handler
     arn = sfn.start_execution(stateMachineArn=body["stateMachineArn"], input=body.get("input", "{}"))["executionArn"]
     deadline = time.monotonic() + 10
-    while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+    described: dict[str, Any] = {"status": "RUNNING"}
+    while (described := dict(sfn.describe_execution(executionArn=arn)))["status"] == "RUNNING":
         if time.monotonic() > deadline:
             break
         time.sleep(0.01)
@@ -163,7 +166,8 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCodeDeploy]:
         assert session is not None
         fake = FakeCodeDeploy()
         fake.install(session)
-        session.events.register("before-call.sfn.StartSyncExecution", _start_sync_via_moto)
+        events: Any = session.events
+        events.register("before-call.sfn.StartSyncExecution", _start_sync_via_moto)
         _create_idempotency_table()
         _create_function()
         yield fake
