@@ -17,6 +17,7 @@ from release_train.domain.errors import InvalidInput
 
 NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 _PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-_]{1,254}$")
+_NAMES_A_FIELD = re.compile(r"^[a-z_]+(\[\d+\])?(\.[a-z_]+)*: ")
 
 
 class _Model(BaseModel):
@@ -184,12 +185,21 @@ def _no_duplicates(field: str, names: list[str]) -> None:
 def format_validation_error(error: ValidationError) -> list[str]:
     """One line per problem: `field.path: what is wrong (got: value)` — the path a person can find in the file."""
     lines = []
-    for problem in error.errors():
+    problems = error.errors()
+    locs = [tuple(p["loc"]) for p in problems]
+    for problem in problems:
+        loc = tuple(problem["loc"])
+        # pydantic also calls a list "too short" when one of its items failed: noise, the item's own error says why.
+        if problem["type"] == "too_short" and any(len(o) > len(loc) and o[: len(loc)] == loc for o in locs):
+            continue
         path = ".".join(str(p) for p in problem["loc"] if not str(p).startswith(("function-", "tagged-union")))
         message = problem["msg"].removeprefix("Value error, ")
         got = problem.get("input")
         shown = "" if isinstance(got, dict | list) or got is None else f" (got: {got!r})"
-        lines.append(f"{path or '<top level>'}: {message}{shown}")
+        if not path and _NAMES_A_FIELD.match(message):
+            lines.append(f"{message}{shown}")  # a cross-field check already starts with the field path
+        else:
+            lines.append(f"{path or '<top level>'}: {message}{shown}")
     return lines
 
 
