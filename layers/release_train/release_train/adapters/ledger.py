@@ -10,7 +10,7 @@
 | RELEASE#<id>       | BUILD#<stage>#<service> | build id, status, commit                              |
 | RELEASE#<id>       | GATE#<stage>            | verdict, reasons, evidence                            |
 | RELEASE#<id>       | APPROVAL#<stage>        | task token, status, packet, decided by                |
-| RELEASE#<id>       | EVENT#<iso time>#<n>    | what happened, when                                   |
+| RELEASE#<id>       | EVENT#<iso time>#<n>#<r>| what happened, when (n: per-process order, r: random) |
 | EXEC#<arn>         | META                    | which release an execution runs (for the clean-up)    |
 
 GSI1 (GSI1PK = FLEET#<fleet>, GSI1SK = <created iso>#<id>) lists a fleet's releases newest first.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -220,7 +221,8 @@ class Ledger:
             ScanIndexForward=False,
             Limit=limit,
         )
-        records = [self.release(item["release_id"]) for item in page.get("Items", [])]
+        # GSI1 projects KEYS_ONLY (template.yaml): the id comes from the table key, the record from the base table.
+        records = [self.release(item["PK"].removeprefix("RELEASE#")) for item in page.get("Items", [])]
         return [r for r in records if r is not None]
 
     def close_release(
@@ -419,7 +421,8 @@ class Ledger:
         self._t.put_item(
             Item={
                 "PK": f"RELEASE#{release_id}",
-                "SK": f"EVENT#{_iso(now)}#{next(_event_counter):06d}",
+                # counter: write order within a second; random: two cold-started writers (both at 0) never collide
+                "SK": f"EVENT#{_iso(now)}#{next(_event_counter):06d}#{uuid.uuid4().hex[:8]}",
                 "kind": kind,
                 "at": _iso(now),
                 "detail": json.dumps(detail, default=str),
