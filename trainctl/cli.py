@@ -103,7 +103,7 @@ def simulate(
             load_scenario(scenario_path)
             if scenario_path
             else Scenario(name="default", approvals={"prod": {"decision": "approve"}})
-        )  # type: ignore[dict-item]
+        )
         progress = _Progress()
         if as_json or not console.is_terminal:
             result = run(

@@ -14,7 +14,7 @@ class _Silent(Notifier):
     def __init__(self) -> None:
         pass
 
-    def send(self, subject: str, body: dict[str, object], webhook_secret: str | None = None) -> bool:  # type: ignore[override]
+    def send(self, subject: str, body: dict[str, object], webhook_secret: str | None = None) -> bool:
         return True
 
 

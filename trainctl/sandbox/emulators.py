@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import botocore.handlers
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from trainctl.sandbox.clock import VirtualClock
 from trainctl.sandbox.scenario import BuildBehaviour, Scenario
@@ -297,15 +297,19 @@ def _answer(model: Any, context: dict[str, Any], **_: Any) -> tuple[AWSResponse,
         return None
     params = context.get("sandbox_api_params", {})
     try:
-        body = route(world, params) if route is not None else handler(params)
+        if route is not None:
+            body = route(world, params)
+        else:
+            assert handler is not None
+            body = handler(params)
     except ApiError as exc:
         error = {
             "Error": {"Code": exc.code, "Message": exc.message},
             "ResponseMetadata": {"HTTPStatusCode": exc.status, "RequestId": str(uuid.uuid4())},
         }
-        return AWSResponse("https://sandbox.local", exc.status, {}, None), error
+        return AWSResponse("https://sandbox.local", exc.status, HTTPHeaders(), None), error
     body.setdefault("ResponseMetadata", {"HTTPStatusCode": 200, "RequestId": str(uuid.uuid4())})
-    return AWSResponse("https://sandbox.local", 200, {}, None), body
+    return AWSResponse("https://sandbox.local", 200, HTTPHeaders(), None), body
 
 
 _INSTALLED = False

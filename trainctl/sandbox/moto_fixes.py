@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.core.responses import ActionResult
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
@@ -39,15 +40,14 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
     StateTaskServiceCallback,
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
-from moto.core.responses import ActionResult
 from moto.stepfunctions.parser.asl.eval.environment import Environment
-from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
-from moto.stepfunctions.responses import StepFunctionResponse
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
-from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
+from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+from moto.stepfunctions.responses import StepFunctionResponse
 
 from trainctl.sandbox import clock as vclock
 from trainctl.sandbox import emulators
@@ -94,7 +94,7 @@ def _boto_cased(value: Any) -> Any:
     return value
 
 
-class StateTaskServiceCodeBuild(StateTaskServiceCallback):
+class StateTaskServiceCodeBuild(StateTaskServiceCallback):  # type: ignore[misc]
     def __init__(self) -> None:
         # WaitForTaskToken is listed only so moto builds the callback endpoint its .sync path always tears down
         # (it dereferences it unconditionally); the ASL never uses codebuild with .waitForTaskToken.
@@ -107,7 +107,8 @@ class StateTaskServiceCodeBuild(StateTaskServiceCallback):
         import botocore.session
 
         shape = botocore.session.get_session().get_service_model("codebuild").operation_model("StartBuild")
-        return {name[:1].upper() + name[1:] for name in shape.input_shape.members}
+        members = shape.input_shape.members if shape.input_shape is not None else {}
+        return {name[:1].upper() + name[1:] for name in members}
 
     def _client(self, resource_runtime_part: Any, state_credentials: Any) -> Any:
         return boto_client_for(
@@ -131,7 +132,7 @@ class StateTaskServiceCodeBuild(StateTaskServiceCallback):
                     )
                 ),
             )
-        return super()._from_error(env=env, ex=ex)  # type: ignore[no-any-return]
+        return super()._from_error(env=env, ex=ex)
 
     def _eval_service_task(
         self, env: Any, resource_runtime_part: Any, normalised_parameters: dict[str, Any], state_credentials: Any
@@ -201,7 +202,8 @@ def _service_for(service_name: str) -> Any:
 def _wait_interval(self: WaitFunction, env: Any, wait_seconds: int) -> None:
     clock = vclock.active()
     if clock is None:
-        return _original_wait_interval(self, env, wait_seconds)
+        _original_wait_interval(self, env, wait_seconds)
+        return None
     clock.sleep(wait_seconds, env.program_state_event)
     return None
 
@@ -297,16 +299,16 @@ def apply() -> None:
         from trainctl.sandbox import observer
 
         observer.install()
-        LambdaSimpleBackend.invoke = _invoke_in_process  # type: ignore[method-assign]
-        state_task_service_factory.state_task_service_for = _service_for
+        LambdaSimpleBackend.invoke = _invoke_in_process
+        setattr(state_task_service_factory, "state_task_service_for", _service_for)  # noqa: B010
         _patch_factory_importers()
-        WaitFunction._wait_interval = _wait_interval  # type: ignore[method-assign]
-        retrier_decl.time = _ScaledTime()  # type: ignore[assignment]
-        StateTaskServiceCallback._wait_for_task_token_timeout = _wait_for_task_token_timeout  # type: ignore[method-assign]
-        EventManager._get_current_timestamp = staticmethod(_virtual_timestamp)  # type: ignore[method-assign]
-        Environment.set_error = _set_error  # type: ignore[method-assign]
-        StepFunctionResponse.stop_execution = _stop_execution_response  # type: ignore[method-assign]
-        BaseExecutionWorkerCommunication._reflect_execution_status = _reflect_execution_status  # type: ignore[method-assign]
+        WaitFunction._wait_interval = _wait_interval
+        retrier_decl.time = _ScaledTime()
+        StateTaskServiceCallback._wait_for_task_token_timeout = _wait_for_task_token_timeout
+        EventManager._get_current_timestamp = staticmethod(_virtual_timestamp)
+        Environment.set_error = _set_error
+        StepFunctionResponse.stop_execution = _stop_execution_response
+        BaseExecutionWorkerCommunication._reflect_execution_status = _reflect_execution_status
         _ = state_task_service_callback  # imported for the patch above
         _done = True
 
@@ -317,4 +319,4 @@ def _patch_factory_importers() -> None:
 
     for module in list(sys.modules.values()):
         if module is not None and getattr(module, "state_task_service_for", None) is _original_factory:
-            module.state_task_service_for = _service_for
+            setattr(module, "state_task_service_for", _service_for)  # noqa: B010

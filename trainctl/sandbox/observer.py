@@ -24,4 +24,4 @@ def _add_event(
 
 
 def install() -> None:
-    EventManager.add_event = _add_event  # type: ignore[method-assign]
+    EventManager.add_event = _add_event

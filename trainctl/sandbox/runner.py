@@ -168,7 +168,7 @@ class _Run:
         self.fleet, self.scenario, self.root, self.on_event = fleet, scenario, root, on_event
         self.clock = vclock.VirtualClock(scenario.schedule_time, time_scale)
         vclock.activate(self.clock)
-        Clock.source = staticmethod(self.clock.now)  # type: ignore[assignment]
+        Clock.source = staticmethod(self.clock.now)
         self.world = emulators.World(scenario, self.clock, REGION)
         emulators.activate(self.world)
         registry.reset()
@@ -181,6 +181,7 @@ class _Run:
         self.second_arn: str | None = None
         self.execution_arn = ""
         self.threads: list[threading.Thread] = []
+        self._local = threading.local()
         self.deployments: list[dict[str, Any]] = []
 
     # --- set-up: the account the train runs in ----------------------------------------------------------------------
@@ -292,7 +293,7 @@ class _Run:
         cleanup = self._deliver_status_change(self.execution_arn, status)
         if self.second_arn:
             second = self.sfn.describe_execution(executionArn=self.second_arn)
-            self._deliver_status_change(self.second_arn, second)
+            self._deliver_status_change(self.second_arn, dict(second))
             self.second = {
                 "status": second["status"],
                 "error": second.get("error"),
@@ -370,19 +371,46 @@ class _Run:
         if self.on_event:
             self.on_event(Observed(event_type, state, state_input, self.clock.now()))
         if not entered:
+            self._task_progress(event_type, details)
             return
         stage = _stage_of(state_input)
         self.seen[(str(state), stage)] += 1
         self.seen[(str(state), None)] += 1 if stage else 0
+        due = []
         for action in self.scenario.operator:
             if action.at_state == state and action.stage in (None, stage):
                 count = self.seen[(state, action.stage)] if action.stage else self.seen[(state, None)]
                 if count == action.occurrence:
-                    self._operator(action.action, state, stage)
+                    due.append((action.action, str(state), stage))
+        if event_type == "TaskStateEntered":
+            # People act while a task's work is under way (a build running), not before it starts: see _task_progress.
+            self._local.due, self._local.waits_for_job = due, False
+        else:
+            for action_name, at, in_stage in due:
+                self._operator(action_name, at, in_stage)
         if state == "Bake":
             self._alarms_during_bake(stage)
         if state == "RequestApproval":
             self._approver(stage, state_input)
+
+    def _task_progress(self, event_type: str, details: dict[str, Any]) -> None:
+        """Fire the actions due in a Task state once its work is under way, on the thread running that task.
+
+        A `.sync` or callback task is under way once submitted (TaskSubmitted: the build was started); any other task
+        once started. Each Map iteration runs on its own thread, so the pending actions are thread-local.
+        """
+        due = getattr(self._local, "due", None)
+        if not due:
+            return
+        if event_type == "TaskScheduled":
+            resource = str((details.get("taskScheduledEventDetails") or {}).get("resource", ""))
+            self._local.waits_for_job = resource.endswith((".sync", ".sync:2", ".waitForTaskToken"))
+        elif event_type == "TaskSubmitted" or (event_type == "TaskStarted" and not self._local.waits_for_job):
+            self._local.due = None
+            for action_name, at, in_stage in due:
+                self._operator(action_name, at, in_stage)
+        elif event_type.endswith("StateExited"):
+            self._local.due = None  # the task ended (e.g. failed before submitting): nothing was under way
 
     def _operator(self, action: str, state: str, stage: str | None) -> None:
         if action == "cancel":
@@ -498,7 +526,7 @@ class _Run:
         kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
         while True:
             page = self.sfn.get_execution_history(**kwargs)
-            events.extend(page["events"])
+            events.extend(dict(e) for e in page["events"])
             if not page.get("nextToken"):
                 return events
             kwargs["nextToken"] = page["nextToken"]

@@ -13,7 +13,7 @@ class Executions:
 
     def is_running(self, execution_arn: str) -> bool:
         try:
-            return self._c.describe_execution(executionArn=execution_arn)["status"] == "RUNNING"
+            return bool(self._c.describe_execution(executionArn=execution_arn)["status"] == "RUNNING")
         except self._c.exceptions.ExecutionDoesNotExist:
             return False
 

@@ -23,4 +23,5 @@ class FleetStore:
     def push(self, text: str) -> str | None:
         parse_fleet(text)  # validate before the side effect
         result = self._s3.put_object(Bucket=self._bucket, Key=FLEET_KEY, Body=text.encode(), ContentType="text/yaml")
-        return result.get("VersionId")
+        version = result.get("VersionId")
+        return str(version) if version else None

@@ -31,12 +31,12 @@ class Notifier:
             logger.exception("SNS notification failed", extra={"subject": subject})
             ok = False
         if webhook_secret and self._secrets is not None:
-            ok = self._webhook(webhook_secret, subject, body) and ok
+            ok = self._webhook(self._secrets, webhook_secret, subject, body) and ok
         return ok
 
-    def _webhook(self, secret_id: str, subject: str, body: dict[str, Any]) -> bool:
+    def _webhook(self, secrets: Any, secret_id: str, subject: str, body: dict[str, Any]) -> bool:
         try:
-            url = self._secrets.get_secret_value(SecretId=secret_id)["SecretString"].strip()
+            url = secrets.get_secret_value(SecretId=secret_id)["SecretString"].strip()
             lines = [f"*{subject}*"] + [f"• {line}" for line in body.get("lines", [])]
             response = self._session.post(url, json={"text": "\n".join(lines)}, timeout=5)
             response.raise_for_status()
