@@ -197,6 +197,17 @@ class _Run:
 
         port = self.github.server_address[1]
         self.stack = create_stack(self.root, parameters={"GitHubApiUrl": f"http://127.0.0.1:{port}"})
+        from trainctl.sandbox.codedeploy import CodeDeployEmulator
+
+        canary = CodeDeployEmulator(
+            self.scenario,
+            self.clock,
+            self.root,
+            self.stack.physical("PreTrafficFunction"),
+            self.stack.physical("PostTrafficFunction"),
+        )
+        self.deployments = canary.deployments  # prod canary deployments, reported in SimulationResult.deployments
+        self.world.on_build_start.append(canary.on_build_start)
         fleet, scenario = self.fleet, self.scenario
         changed = {s.name for s in fleet.services} if scenario.changed == "all" else set(scenario.changed)
         baseline = {}

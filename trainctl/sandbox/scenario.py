@@ -57,7 +57,10 @@ class HoldSpec(_Model):
 
 class OperatorAction(_Model):
     action: Literal["cancel", "second_start"]
-    at_state: str = Field(description="when this state is entered (e.g. Build, Bake, RequestApproval)")
+    at_state: str = Field(
+        description="while in this state (e.g. Build, Bake, RequestApproval): on entry, or for a Task state once its "
+        "work is under way (a .sync build started, a callback task submitted)"
+    )
     stage: str | None = None
     occurrence: Annotated[int, Field(ge=1)] = 1
 
@@ -66,8 +69,16 @@ class HookBehaviour(_Model):
     """Issue 4: how a prod canary deployment behaves for one service's function."""
 
     pre_traffic: Literal["pass", "fail", "raise"] = "pass"
-    post_traffic: Literal["pass", "fail", "raise"] = "pass"
-    duplicate_delivery: bool = False
+    post_traffic: Literal["pass", "fail", "raise"] = Field(
+        default="pass",
+        description="pass: the real checks pass. fail: the function's DynamoDB table is deleted just before the hook "
+        "runs, so the new version errors and its invoke check fails (the hook reports Failed). raise: the hook's "
+        "GetDeployment call fails (ThrottlingException on every attempt) while this hook runs, so the hook crashes "
+        "before a verdict and must still report Failed. (Same meanings for pre_traffic.)",
+    )
+    duplicate_delivery: bool = Field(
+        default=False, description="each hook event is delivered twice (Lambda async at-least-once)"
+    )
 
 
 class Scenario(_Model):
