@@ -478,7 +478,7 @@ class CodeDeployEmulator:
 
 def _weight(routing: dict[str, Any], version: str) -> float:
     if routing["version"] == version:
-        return 1.0 - sum(w for v, w in routing["additional_weights"].items() if v != version)
+        return 1.0 - float(sum(w for v, w in routing["additional_weights"].items() if v != version))
     return float(routing["additional_weights"].get(version, 0.0))
 
 
