@@ -1,0 +1,525 @@
+"""Use cases with fakes for the outside world and the real Ledger on a moto table shaped like template.yaml."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from release_train.adapters.ledger import ApprovalRecord, BuildRecord, Ledger, Lock
+from release_train.domain.errors import InvalidInput
+from release_train.domain.fleet import Fleet, Source, parse_fleet
+from release_train.domain.release import (
+    GateBlocked,
+    PromotionViolation,
+    ReleaseAlreadyExists,
+    ReleaseInProgress,
+    Status,
+    WaveFailed,
+)
+from release_train.services import CloseService, PlanService, WaveService
+from tests.unit.adapters.ledger_table import all_items, create_ledger_table
+
+MONDAY = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # 2026-W48
+EXEC_A = "arn:aws:states:us-east-1:123456789012:execution:ReleaseTrain-rt:a"
+EXEC_B = "arn:aws:states:us-east-1:123456789012:execution:ReleaseTrain-rt:b"
+FLEET_YAML = """
+fleet: acme
+defaults: {project: "train-{service}-{stage}", build_concurrency: 4}
+stages:
+  - {name: staging, bake: P2D, test_project: train-e2e-staging}
+  - {name: prod, bake: PT1H, approval: {required: true, timeout: PT24H}}
+freeze_windows:
+  - {start: 2026-12-21T00:00:00Z, end: 2026-12-28T00:00:00Z, reason: Year-end freeze}
+  - {start: 2026-12-28T00:00:00Z, end: 2027-01-04T00:00:00Z, reason: New-year freeze}
+services:
+  - {name: api, source: {codecommit: api, branch: release}, wave: 1}
+  - {name: web, source: {github: acme/web, branch: release}, wave: 2}
+"""
+HEADS = {"api": "a" * 40, "web": "b" * 40}
+
+
+# --- fakes ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FixedClock:
+    moment: datetime = MONDAY
+
+    def now(self) -> datetime:
+        return self.moment
+
+
+@dataclass
+class FakeFleets:
+    fleet: Fleet | None = None
+    error: Exception | None = None
+
+    def load(self) -> tuple[Fleet, str | None]:
+        if self.error is not None:
+            raise self.error
+        assert self.fleet is not None
+        return self.fleet, "v1"
+
+
+@dataclass
+class FakeSources:
+    heads: dict[str, str] = field(default_factory=lambda: dict(HEADS))
+
+    def head(self, source: Source) -> str:
+        repo = getattr(source, "codecommit", None) or getattr(source, "github", "").split("/")[-1]
+        return self.heads[repo]
+
+
+@dataclass
+class FakeExecutions:
+    running: set[str] = field(default_factory=set)
+    rejected: list[tuple[str, str, str]] = field(default_factory=list)
+    approved: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def is_running(self, execution_arn: str) -> bool:
+        return execution_arn in self.running
+
+    def last_entered_state(self, execution_arn: str) -> str | None:
+        return "EvaluateGate"
+
+    def approve(self, task_token: str, output: dict[str, Any]) -> None:
+        self.approved.append((task_token, output))
+
+    def reject(self, task_token: str, error: str, cause: str) -> None:
+        self.rejected.append((task_token, error, cause))
+
+
+@dataclass
+class FakeNotifier:
+    sent: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def send(self, subject: str, body: dict[str, Any], webhook_secret: str | None = None) -> bool:
+        self.sent.append((subject, body))
+        return True
+
+
+@dataclass
+class FakeCodeBuild:
+    running: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    asked_projects: list[str] = field(default_factory=list)
+
+    def running_builds_for_release(self, projects: list[str], release_id: str) -> list[str]:
+        self.asked_projects = sorted(set(projects))
+        return [b for b in self.running if b not in self.stopped]
+
+    def stop(self, build_id: str) -> None:
+        self.stopped.append(build_id)
+
+    def test_evidence(self, build_id: str) -> None:
+        return None
+
+
+@dataclass
+class World:
+    table: Any
+    ledger: Ledger
+    fleets: FakeFleets
+    sources: FakeSources
+    executions: FakeExecutions
+    notifier: FakeNotifier
+    codebuild: FakeCodeBuild
+    clock: FixedClock
+
+    def planner(self) -> PlanService:
+        return PlanService(self.ledger, self.fleets, self.sources, self.executions, self.notifier, self.clock)
+
+    def waves(self) -> WaveService:
+        return WaveService(self.ledger, self.clock)
+
+    def closer(self) -> CloseService:
+        return CloseService(self.ledger, self.executions, self.codebuild, self.notifier, self.clock)
+
+    def plan(self, execution_arn: str = EXEC_A, **raw_input: Any) -> dict[str, Any]:
+        raw = {"trigger": "schedule", "scheduled_time": self.clock.now().isoformat(), **raw_input}
+        return self.planner().plan(raw, execution_arn, execution_arn.rsplit(":", 1)[-1])
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    with mock_aws():
+        table = create_ledger_table()
+        yield World(
+            table=table,
+            ledger=Ledger(table),
+            fleets=FakeFleets(parse_fleet(FLEET_YAML)),
+            sources=FakeSources(),
+            executions=FakeExecutions(),
+            notifier=FakeNotifier(),
+            codebuild=FakeCodeBuild(),
+            clock=FixedClock(),
+        )
+
+
+def _a_week_later(world: World) -> None:
+    world.clock.moment = MONDAY + timedelta(weeks=1)
+
+
+# --- plan: bad input, no side effect (invariant 6) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"trigger": "schedule"},
+        {"trigger": "manual", "services": ["api", "billing"]},
+        {"trigger": "manual", "servics": "all"},
+    ],
+    ids=["schedule-without-time", "unknown-service", "unknown-key"],
+)
+def test_given_bad_execution_input_when_planning_then_invalid_input_is_raised(world: World, raw: Any) -> None:
+    with pytest.raises(InvalidInput):
+        world.planner().plan(raw, EXEC_A, "a")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [{"trigger": "schedule"}, {"trigger": "manual", "services": ["billing"]}],
+    ids=["schedule-without-time", "unknown-service"],
+)
+def test_given_bad_execution_input_when_planning_then_nothing_is_written_or_sent(world: World, raw: Any) -> None:
+    with pytest.raises(InvalidInput):
+        world.planner().plan(raw, EXEC_A, "a")
+
+    assert (all_items(world.table), world.notifier.sent) == ([], [])
+
+
+def test_given_an_invalid_fleet_when_planning_then_the_error_propagates_and_nothing_is_written(world: World) -> None:
+    world.fleets.error = InvalidInput("s3://cfg/fleet.yaml", ["services: Field required"])
+
+    with pytest.raises(InvalidInput, match="s3://cfg/fleet.yaml"):
+        world.plan()
+
+    assert (all_items(world.table), world.notifier.sent) == ([], [])
+
+
+# --- plan: the happy path -------------------------------------------------------------------------------------------
+
+
+def test_given_changed_services_when_planning_then_the_plan_carries_stages_waves_bake_and_approval(
+    world: World,
+) -> None:
+    plan = world.plan()
+
+    assert plan == {
+        "release_id": "2026-W48",
+        "status": "RUNNING",
+        "reason": "planned",
+        "service_count": 2,
+        "build_concurrency": 4,
+        "stages": [
+            {"name": "staging", "waves": [1, 2], "bake_seconds": 172800, "test_project": "train-e2e-staging"},
+            {"name": "prod", "waves": [1, 2], "bake_seconds": 3600, "approval_timeout_seconds": 86400},
+        ],
+    }
+
+
+def test_given_changed_services_when_planning_then_the_manifest_pins_each_head(world: World) -> None:
+    world.plan()
+
+    assert {(e.service, e.commit, e.wave) for e in world.ledger.manifest("2026-W48")} == {
+        ("api", HEADS["api"], 1),
+        ("web", HEADS["web"], 2),
+    }
+
+
+def test_given_a_plan_when_it_succeeds_then_this_execution_holds_the_lock(world: World) -> None:
+    world.plan()
+
+    lock = world.ledger.lock("acme")
+    assert lock is not None and (lock.release_id, lock.execution_arn) == ("2026-W48", EXEC_A)
+
+
+# --- plan: one train at a time (invariant 2) ------------------------------------------------------------------------
+
+
+def test_given_a_running_holder_when_a_second_train_starts_then_it_is_refused(world: World) -> None:
+    world.plan(EXEC_A)
+    world.executions.running.add(EXEC_A)
+    _a_week_later(world)
+
+    with pytest.raises(ReleaseInProgress, match=r"release 2026-W48 holds the acme train lock .* refused, not queued"):
+        world.plan(EXEC_B)
+
+
+def test_given_a_running_holder_when_a_second_train_is_refused_then_nothing_is_written_for_it(world: World) -> None:
+    world.plan(EXEC_A)
+    world.executions.running.add(EXEC_A)
+    _a_week_later(world)
+    before = all_items(world.table)
+
+    with pytest.raises(ReleaseInProgress):
+        world.plan(EXEC_B)
+
+    assert all_items(world.table) == before
+
+
+def test_given_the_same_schedule_firing_twice_when_the_second_starts_then_release_already_exists(world: World) -> None:
+    world.plan(EXEC_A)
+    world.executions.running.add(EXEC_A)
+
+    with pytest.raises(ReleaseAlreadyExists):
+        world.plan(EXEC_B)
+
+
+def test_given_a_finished_release_when_its_schedule_fires_again_then_it_is_refused_and_the_lock_is_free(
+    world: World,
+) -> None:
+    world.sources.heads = {"api": "a" * 40, "web": "b" * 40}
+    world.ledger.set_baseline("acme", "2026-W47", dict(world.sources.heads))
+    world.plan(EXEC_A)  # nothing changed: closes itself and frees the lock
+
+    with pytest.raises(ReleaseAlreadyExists):
+        world.plan(EXEC_B)
+
+    assert world.ledger.lock("acme") is None
+
+
+def test_given_a_holder_that_ended_without_cleanup_when_a_train_starts_then_the_lock_is_reclaimed(
+    world: World,
+) -> None:
+    world.plan(EXEC_A)  # EXEC_A is not running: its clean-up event was lost
+    _a_week_later(world)
+
+    world.plan(EXEC_B)
+
+    assert world.ledger.lock("acme") == Lock("2026-W49", EXEC_B, "2026-11-30T09:00:00+00:00")
+
+
+def test_given_a_reclaimed_lock_when_the_old_release_is_read_then_it_records_who_reclaimed_it(world: World) -> None:
+    world.plan(EXEC_A)
+    _a_week_later(world)
+
+    world.plan(EXEC_B)
+
+    assert {"kind": "lock_reclaimed", "at": "2026-11-30T09:00:00+00:00", "detail": {"by": "2026-W49"}} in (
+        world.ledger.events("2026-W48")
+    )
+
+
+def _waiting_for_approval(world: World) -> None:
+    world.plan(EXEC_A)
+    world.executions.running.add(EXEC_A)
+    world.ledger.put_approval("2026-W48", ApprovalRecord("prod", "PENDING", "token-w48", "2026-11-25T10:00:00"), {})
+    _a_week_later(world)
+
+
+def test_given_a_holder_waiting_for_approval_when_a_train_starts_then_the_approval_is_failed_via_send_task_failure(
+    world: World,
+) -> None:
+    _waiting_for_approval(world)
+
+    world.plan(EXEC_B)
+
+    assert world.executions.rejected == [("token-w48", "ApprovalRejected", "superseded by release 2026-W49")]
+
+
+def test_given_a_holder_waiting_for_approval_when_a_train_starts_then_it_takes_the_lock(world: World) -> None:
+    _waiting_for_approval(world)
+
+    world.plan(EXEC_B)
+
+    lock = world.ledger.lock("acme")
+    assert lock is not None and lock.execution_arn == EXEC_B
+
+
+def test_given_a_holder_waiting_for_approval_when_superseded_then_its_approval_says_so(world: World) -> None:
+    _waiting_for_approval(world)
+
+    world.plan(EXEC_B)
+
+    approval = world.ledger.approval("2026-W48", "prod")
+    assert approval is not None
+    assert (approval.status, approval.reason) == ("SUPERSEDED", "superseded by release 2026-W49")
+
+
+# --- plan: closing early --------------------------------------------------------------------------------------------
+
+
+def test_given_a_freeze_when_planning_then_the_release_is_blocked_with_the_next_open_time(world: World) -> None:
+    world.clock.moment = datetime(2026, 12, 21, 9, 0, tzinfo=UTC)
+
+    plan = world.plan()
+
+    assert (plan["status"], plan["stages"]) == ("BLOCKED", [])
+    assert plan["reason"] == (
+        "freeze window 'Year-end freeze' until 2026-12-28T00:00:00+00:00; next open time 2027-01-04T00:00:00+00:00"
+    )
+
+
+def test_given_a_freeze_when_planning_then_the_ledger_says_blocked_and_the_lock_is_free(world: World) -> None:
+    world.clock.moment = datetime(2026, 12, 21, 9, 0, tzinfo=UTC)
+
+    plan = world.plan()
+
+    record = world.ledger.release(plan["release_id"])
+    assert (record and record.status, world.ledger.lock("acme")) == (Status.BLOCKED, None)
+
+
+def test_given_nothing_changed_when_planning_then_nothing_to_release_and_the_lock_is_free(world: World) -> None:
+    world.ledger.set_baseline("acme", "2026-W47", dict(HEADS))
+
+    plan = world.plan()
+
+    record = world.ledger.release("2026-W48")
+    assert (plan["status"], plan["reason"]) == ("NOTHING_TO_RELEASE", "no service changed since 2026-W47")
+    assert (record and record.status, world.ledger.lock("acme")) == (Status.NOTHING_TO_RELEASE, None)
+
+
+def test_given_a_source_failing_mid_plan_when_planning_then_nothing_is_written(world: World) -> None:
+    world.sources.heads = {"api": "a" * 40}  # web cannot be resolved
+
+    with pytest.raises(KeyError):
+        world.plan()
+
+    assert all_items(world.table) == []
+
+
+# --- waves: prod builds exactly what passed staging (invariant 1) ---------------------------------------------------
+
+
+def _staging_built(world: World, api_commit: str, status: str = "SUCCEEDED") -> None:
+    world.plan()
+    world.ledger.record_builds(
+        "2026-W48",
+        [
+            BuildRecord("staging", "api", status, "train-api-staging:1", api_commit, 1),
+            BuildRecord("staging", "web", "SUCCEEDED", "train-web-staging:1", HEADS["web"], 2),
+        ],
+    )
+
+
+def test_given_staging_passed_when_prod_loads_a_wave_then_it_builds_the_pinned_commit_in_the_prod_project(
+    world: World,
+) -> None:
+    _staging_built(world, HEADS["api"])
+
+    loaded = world.waves().load("2026-W48", "prod", 1)
+
+    assert loaded == {"builds": [{"service": "api", "project": "train-api-prod", "commit": HEADS["api"]}]}
+
+
+def test_given_a_commit_that_failed_staging_when_prod_loads_the_wave_then_promotion_is_refused(world: World) -> None:
+    _staging_built(world, HEADS["api"], status="FAILED")
+
+    with pytest.raises(PromotionViolation, match="api has no successful staging build"):
+        world.waves().load("2026-W48", "prod", 1)
+
+
+def test_given_staging_built_another_commit_when_prod_loads_the_wave_then_promotion_is_refused(world: World) -> None:
+    _staging_built(world, "c" * 40)
+
+    with pytest.raises(PromotionViolation, match=r"api: staging built cccccccccccc, manifest pins aaaaaaaaaaaa"):
+        world.waves().load("2026-W48", "prod", 1)
+
+
+def test_given_a_failed_build_in_the_results_when_a_wave_is_recorded_then_wave_failed_names_it(world: World) -> None:
+    world.plan()
+    results = [{"service": "api", "status": "FAILED", "error": "CodeBuild.BuildFailed", "cause": "{}"}]
+
+    with pytest.raises(WaveFailed, match=r"staging wave 1: 1 of 1 builds failed: api \(FAILED\)"):
+        world.waves().record("2026-W48", "staging", 1, results)
+
+
+# --- close: clean-up is idempotent (invariant 3) --------------------------------------------------------------------
+
+
+def _aborted(world: World) -> dict[str, Any]:
+    world.plan(EXEC_A)
+    world.codebuild.running = ["train-api-staging:7"]
+    return {"executionArn": EXEC_A, "status": "ABORTED", "cause": None, "error": None}
+
+
+def test_given_an_aborted_execution_when_cleaned_up_twice_then_the_release_is_closed_once(world: World) -> None:
+    detail = _aborted(world)
+
+    first = world.closer().cleanup(detail)
+    second = world.closer().cleanup(detail)
+
+    assert (first["closed"], second["closed"]) == (True, False)
+
+
+def test_given_an_aborted_execution_when_cleaned_up_twice_then_people_are_told_once(world: World) -> None:
+    detail = _aborted(world)
+    world.notifier.sent.clear()  # the plan's "started" notification
+
+    world.closer().cleanup(detail)
+    world.closer().cleanup(detail)
+
+    assert [subject for subject, _ in world.notifier.sent] == ["Release 2026-W48 CANCELLED"]
+
+
+def test_given_an_aborted_execution_when_cleaned_up_then_it_is_cancelled_its_builds_stopped_and_the_lock_freed(
+    world: World,
+) -> None:
+    detail = _aborted(world)
+
+    world.closer().cleanup(detail)
+
+    record = world.ledger.release("2026-W48")
+    assert (record and record.status, world.codebuild.stopped, world.ledger.lock("acme")) == (
+        Status.CANCELLED,
+        ["train-api-staging:7"],
+        None,
+    )
+
+
+def test_given_an_aborted_execution_when_cleaned_up_then_every_project_of_the_release_is_searched(
+    world: World,
+) -> None:
+    detail = _aborted(world)
+
+    world.closer().cleanup(detail)
+
+    assert world.codebuild.asked_projects == [
+        "train-api-prod",
+        "train-api-staging",
+        "train-e2e-staging",
+        "train-web-prod",
+        "train-web-staging",
+    ]
+
+
+def test_given_an_execution_that_never_owned_a_release_when_cleaned_up_then_nothing_happens(world: World) -> None:
+    result = world.closer().cleanup({"executionArn": EXEC_B, "status": "FAILED"})
+
+    assert (result["action"], all_items(world.table), world.notifier.sent) == (
+        "none: this execution never owned a release",
+        [],
+        [],
+    )
+
+
+def test_given_a_gate_block_when_the_failure_is_recorded_then_the_release_is_blocked_with_the_failed_state(
+    world: World,
+) -> None:
+    world.plan(EXEC_A)
+    error = {"Error": GateBlocked.__name__, "Cause": '{"errorMessage": "staging: hold on api by bob: migration"}'}
+
+    world.closer().record_failure("2026-W48", "BLOCKED", error, EXEC_A)
+
+    record = world.ledger.release("2026-W48")
+    assert record is not None
+    assert (record.status, record.reason, record.failed_state) == (
+        Status.BLOCKED,
+        "GateBlocked: staging: hold on api by bob: migration",
+        "EvaluateGate",
+    )
+
+
+def test_given_a_promoted_release_when_finalized_then_it_becomes_the_baseline(world: World) -> None:
+    world.plan(EXEC_A)
+
+    world.closer().finalize("2026-W48")
+
+    assert world.ledger.baseline("acme") == ("2026-W48", HEADS)
