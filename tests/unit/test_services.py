@@ -197,7 +197,7 @@ def test_given_bad_execution_input_when_planning_then_nothing_is_written_or_sent
 def test_given_an_invalid_fleet_when_planning_then_the_error_propagates_and_nothing_is_written(world: World) -> None:
     world.fleets.error = InvalidInput("s3://cfg/fleet.yaml", ["services: Field required"])
 
-    with pytest.raises(InvalidInput, match="s3://cfg/fleet.yaml"):
+    with pytest.raises(InvalidInput, match=r"^s3://cfg/fleet\.yaml is invalid"):
         world.plan()
 
     assert (all_items(world.table), world.notifier.sent) == ([], [])
