@@ -5,6 +5,8 @@ CodeDeploy is faked with botocore `before-call` handlers on the default session,
 moto answers GetDeployment but never for a Lambda AppSpec we control, and raises NotImplementedError on
 PutLifecycleEventHookExecutionStatus (MOTO_NOTES). moto 5.2.5 also has no StartSyncExecution (404 "Not yet
 implemented"): `_start_sync_via_moto` answers it from a moto StartExecution of the same Express state machine.
+moto's Lambda without Docker echoes the request (and the sandbox's moto fixes, once applied in this process, run
+registered handlers instead): `_echo_invoke` pins one behaviour for these tests, on moto's functions and versions.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
+from moto.awslambda_simple.models import LambdaSimpleBackend
 
 from tests.conftest import ROOT
 
@@ -99,6 +102,19 @@ class FakeCodeDeploy:
         return _ok({"lifecycleEventHookExecutionId": execution_id})
 
 
+def _echo_invoke(
+    self: LambdaSimpleBackend, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
+) -> bytes:
+    """The checked function: returns its event; {"raise": "..."} makes it fail like an unhandled exception."""
+    function = self.get_function(function_name, qualifier)  # unknown function or version: moto's 404
+    event = json.loads(body) if body else {}
+    response_headers["x-amz-executed-version"] = function.version
+    if isinstance(event, dict) and "raise" in event:
+        response_headers["x-amz-function-error"] = "Unhandled"
+        return json.dumps({"errorType": "Exception", "errorMessage": event["raise"]}).encode()
+    return json.dumps(event).encode()
+
+
 def _start_sync_via_moto(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
     body = json.loads(params["body"])
     sfn = boto3.client("stepfunctions", region_name="us-east-1")  # a plain client: not intercepted by this handler
@@ -160,6 +176,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCodeDeploy]:
     monkeypatch.setenv("IDEMPOTENCY_TABLE", IDEMPOTENCY_TABLE)
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "ReleaseTrain")
     monkeypatch.setenv("HOOK_SAFETY_MARGIN_MS", "1000")
+    monkeypatch.setattr(LambdaSimpleBackend, "invoke", _echo_invoke)
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
         boto3.setup_default_session(region_name="us-east-1")
         session = boto3.DEFAULT_SESSION

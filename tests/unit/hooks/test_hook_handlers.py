@@ -48,7 +48,7 @@ def test_given_passing_invoke_http_and_express_checks_when_pre_traffic_runs_then
 def test_given_a_failing_invoke_check_when_pre_traffic_runs_then_failed_is_reported_once(
     aws: FakeCodeDeploy, lambda_context: FakeLambdaContext
 ) -> None:
-    # moto's Lambda (no Docker) answers with the request payload: no statusCode, so "expect 400" fails for real.
+    # The checked function answers with its event (conftest._echo_invoke): no statusCode, so "expect 400" fails.
     event = _lambda_deployment(aws, "pre_traffic/lambda_deployment.json")
     put_checks(FUNCTION, "checks_failing_invoke.json")
 
@@ -56,6 +56,20 @@ def test_given_a_failing_invoke_check_when_pre_traffic_runs_then_failed_is_repor
 
     assert aws.statuses() == ["Failed"]
     assert result["reasons"] == ["create-company: statusCode is None, expected 400"]
+
+
+def test_given_a_target_version_that_raises_when_pre_traffic_runs_then_failed_is_reported_with_its_error(
+    aws: FakeCodeDeploy, lambda_context: FakeLambdaContext
+) -> None:
+    event = _lambda_deployment(aws, "pre_traffic/lambda_deployment.json")
+    put_checks(FUNCTION, "checks_raising_invoke.json")
+
+    result = load_hook("pre_traffic").handler(event, lambda_context)
+
+    assert aws.statuses() == ["Failed"]
+    assert result["reasons"] == [
+        'create-company: function error (Unhandled): {"errorType": "Exception", "errorMessage": "KeyError: \'name\'"}'
+    ]
 
 
 def test_given_a_failing_http_check_when_pre_traffic_runs_then_failed_is_reported_once(
