@@ -18,7 +18,7 @@ from trainctl.sandbox import clock as vclock
 from trainctl.sandbox import emulators, moto_fixes
 from trainctl.sandbox.codedeploy import CodeDeployEmulator, Deployment
 from trainctl.sandbox.runner import SimulationResult, simulate
-from trainctl.sandbox.scenario import Scenario, load_scenario
+from trainctl.sandbox.scenario import ApprovalAction, HookBehaviour, Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "examples" / "scenarios"
@@ -109,6 +109,21 @@ def test_duplicate_hook_delivery_is_reported_exactly_once() -> None:
     ids = [c["execution_id"] for c in deployment["report_calls"]]
     assert len(ids) == len(set(ids)) == 2
     assert result.execution_status == "SUCCEEDED"
+
+
+def test_post_traffic_failure_after_full_shift_rolls_back_to_the_old_version() -> None:
+    scenario = Scenario(
+        approvals={"prod": ApprovalAction()}, hooks={"company-service": HookBehaviour(post_traffic="fail")}
+    )
+    result = simulate(ROOT / "fleet.yaml", scenario, ROOT)
+    deployment = _only_deployment(result)
+    assert [(h["phase"], h["status"], h["reports"]) for h in deployment["hooks"]] == [
+        ("pre_traffic", "Succeeded", 1),
+        ("post_traffic", "Failed", 1),
+    ]
+    assert deployment["routing_history"][-2]["version"] == deployment["target_version"]  # had all the traffic
+    assert deployment["final_alias"] == {"version": deployment["current_version"], "additional_weights": {}}
+    assert deployment["status"] == "Failed" and result.status == "FAILED"
 
 
 # --- the emulated CodeDeploy API ----------------------------------------------------------------------------------

@@ -212,7 +212,7 @@ class CodeDeployEmulator:
 
     def on_build_start(self, build: Build, stage: str, service: str) -> None:
         spec = self.services.get(service)
-        if stage != CANARY_STAGE or spec is None or build.project.endswith(("-tests",)):
+        if stage != CANARY_STAGE or spec is None:
             return
         try:
             record = self._deploy(build, service, spec, self.scenario.hooks.get(service) or HookBehaviour())
