@@ -15,6 +15,7 @@ Duplicate delivery (async invoke may deliver an event twice; Lambda retries a fa
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -68,7 +69,7 @@ class HookRuntime:
         self._service: TrafficHookService | None = None
         self._once: Callable[..., dict[str, Any]] | None = None
         self._idempotency_config: Any = None
-        self._ran = False
+        self._local = threading.local()  # per invocation thread: the sandbox may run hooks concurrently
 
     @property
     def service(self) -> TrafficHookService:
@@ -91,7 +92,7 @@ class HookRuntime:
         if problems:  # misconfigured hook: still answer CodeDeploy rather than stall the deployment for an hour
             return self._report_without_checks(request, "hook misconfigured: " + "; ".join(problems))
 
-        self._ran = False
+        self._local.ran = False
         try:
             run_once = self._run_once()
             self._idempotency_config.register_lambda_context(context)
@@ -99,7 +100,7 @@ class HookRuntime:
         except HookAlreadyInProgress:
             raise
         except Exception as exc:
-            if self._ran:  # the service ran and reported (or failed to): do not report a second time
+            if self._local.ran:  # the service ran and reported (or failed to): do not report a second time
                 raise
             from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 
@@ -109,7 +110,7 @@ class HookRuntime:
                 raise HookAlreadyInProgress(request.execution_id) from exc
             self.logger.exception("idempotency layer failed before the checks ran; reporting Failed")
             return self._report_without_checks(request, f"hook error: {type(exc).__name__}: {exc}")
-        if not self._ran:
+        if not self._local.ran:
             self.metrics.add_metric(name="HookDuplicateDelivery", unit=MetricUnit.Count, value=1)
             self.logger.info(
                 "duplicate delivery: already handled, nothing run, nothing reported", extra={"result": result}
@@ -139,7 +140,7 @@ class HookRuntime:
         return self._once
 
     def _checked_and_reported(self, *, hook_event: dict[str, Any], remaining_ms: float) -> dict[str, Any]:
-        self._ran = True
+        self._local.ran = True
         request = HookRequest(
             str(hook_event["DeploymentId"]), str(hook_event["LifecycleEventHookExecutionId"]), self.settings.phase
         )
