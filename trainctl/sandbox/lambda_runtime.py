@@ -52,12 +52,29 @@ class _Context:
         return self.timeout_s * 1000
 
 
+class LogSink(io.TextIOBase):
+    """Where handler logs go. Powertools binds its stream once per process, so the sink stays and its target moves
+    from run to run (a file in `trainctl simulate`, nothing otherwise)."""
+
+    def __init__(self) -> None:
+        self.target: TextIO | None = None
+
+    def write(self, text: str) -> int:
+        target = self.target
+        if target is not None and not target.closed:
+            target.write(text)
+        return len(text)
+
+    def writable(self) -> bool:
+        return True
+
+
 class Registry:
     def __init__(self) -> None:
         self._specs: dict[str, FunctionSpec] = {}
         self._modules: dict[str, ModuleType] = {}
         self._lock = threading.RLock()
-        self.log: TextIO = io.StringIO()  # where handler logs go (a file in `trainctl simulate`)
+        self.log = LogSink()
         self.invocations: dict[str, int] = {}
 
     def register(self, spec: FunctionSpec) -> None:

@@ -172,7 +172,7 @@ class _Run:
         self.world = emulators.World(scenario, self.clock, REGION)
         emulators.activate(self.world)
         registry.reset()
-        registry.log = log_file
+        registry.log.target = log_file
         self.registry = registry
         self.github = github
         self.sfn = boto3.client("stepfunctions")
