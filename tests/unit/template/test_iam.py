@@ -1,0 +1,331 @@
+"""Invariant 8: every API a state or handler calls is granted, nothing more; no `*` actions; `Resource: "*"` only
+where AWS documents no resource-level permissions (Step Functions' CloudWatch Logs vended-logs delivery).
+
+What each state needs is derived from the ASL. What each handler calls is a static table (HANDLER_CALLS), kept honest
+by scanning the adapter modules for boto3 calls: a new call fails `test_..._every_boto3_call_is_in_the_table`.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore import xform_name
+
+from release_train.adapters import alarms, codebuild, executions, fleet_store, ledger, notifier, sources
+from tests.unit.template.cfn import (
+    ACCOUNT,
+    ASL,
+    PLACEHOLDER,
+    REGION,
+    Resolver,
+    Statement,
+    cfn_template,
+    role_statements,
+    roles,
+)
+
+# Documented: https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html (these actions take no resource ARN).
+VENDED_LOGS = {
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+}
+# The traffic hooks' calls that take no resource ARN (Sids in template.yaml, docs/hooks.md; owned with the hooks).
+HOOKS_NO_RESOURCE_LEVEL = {
+    "codedeploy:PutLifecycleEventHookExecutionStatus",
+    "elasticloadbalancing:DescribeListeners",
+    "elasticloadbalancing:DescribeLoadBalancers",
+}
+ON_ALL_RESOURCES_ALLOWED = {
+    "ReleaseTrainStateMachineRole": VENDED_LOGS,
+    "PreTrafficFunctionRole": HOOKS_NO_RESOURCE_LEVEL,
+    "PostTrafficFunctionRole": HOOKS_NO_RESOURCE_LEVEL,
+}
+# Documented: https://docs.aws.amazon.com/step-functions/latest/dg/codebuild-iam.html (startBuild.sync).
+CODEBUILD_SYNC = (
+    "codebuild:StartBuild",
+    "codebuild:StopBuild",
+    "codebuild:BatchGetBuilds",
+    "codebuild:BatchGetReports",
+)
+CODEBUILD_SYNC_RULE = ("events:PutTargets", "events:PutRule", "events:DescribeRule")
+SYNC_RULE_ARN = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/StepFunctionsGetEventForCodeBuildStartBuildRule"
+
+# --- what the adapters call -----------------------------------------------------------------------------------------
+
+ADAPTER_MODULES = {
+    "ledger": ledger,
+    "fleet_store": fleet_store,
+    "sources": sources,
+    "notifier": notifier,
+    "executions": executions,
+    "codebuild": codebuild,
+    "alarms": alarms,
+}
+ADAPTER_CALLS: dict[str, dict[str, str]] = {
+    "ledger": {
+        "get_item": "dynamodb:GetItem",
+        "put_item": "dynamodb:PutItem",
+        "update_item": "dynamodb:UpdateItem",
+        "delete_item": "dynamodb:DeleteItem",
+        "query": "dynamodb:Query",
+        "batch_writer": "dynamodb:BatchWriteItem",
+    },
+    "fleet_store": {"get_object": "s3:GetObject", "put_object": "s3:PutObject"},
+    "sources": {"get_branch": "codecommit:GetBranch", "get_secret_value": "secretsmanager:GetSecretValue"},
+    "notifier": {"publish": "sns:Publish", "get_secret_value": "secretsmanager:GetSecretValue"},
+    "executions": {
+        "describe_execution": "states:DescribeExecution",
+        "get_execution_history": "states:GetExecutionHistory",
+        "send_task_success": "states:SendTaskSuccess",
+        "send_task_failure": "states:SendTaskFailure",
+    },
+    "codebuild": {
+        "list_builds_for_project": "codebuild:ListBuildsForProject",
+        "batch_get_builds": "codebuild:BatchGetBuilds",
+        "stop_build": "codebuild:StopBuild",
+        "batch_get_reports": "codebuild:BatchGetReports",
+    },
+    "alarms": {
+        "describe_alarms": "cloudwatch:DescribeAlarms",
+        "describe_alarm_history": "cloudwatch:DescribeAlarmHistory",
+        "list_tags_for_resource": "cloudwatch:ListTagsForResource",
+    },
+}
+# Calls only the operator CLI makes (with the operator's credentials), never a Lambda.
+TRAINCTL_ONLY = {("fleet_store", "put_object"), ("executions", "send_task_success")}
+
+# --- what each handler calls, and a resource it calls it on ---------------------------------------------------------
+
+LEDGER_TABLE = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/rt-LedgerTable"
+TOPIC = f"arn:aws:sns:{REGION}:{ACCOUNT}:rt-NotificationsTopic"
+WEBHOOK_SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:release-train/slack-webhook-AbCdEf"
+GITHUB_SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:release-train/github-token-AbCdEf"
+EXECUTION = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:ReleaseTrain-rt:2026-W48"
+PROJECT = f"arn:aws:codebuild:{REGION}:{ACCOUNT}:project/train-api-staging"
+TEST_PROJECT = f"arn:aws:codebuild:{REGION}:{ACCOUNT}:project/train-e2e-staging"
+REPORT_GROUP = f"arn:aws:codebuild:{REGION}:{ACCOUNT}:report-group/train-e2e-staging-reports"
+ALARM = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:prod-api-5xx"
+
+_LEDGER_READ = [("ledger", "get_item", LEDGER_TABLE), ("ledger", "query", LEDGER_TABLE)]
+_LEDGER_WRITE = [
+    *_LEDGER_READ,
+    ("ledger", "put_item", LEDGER_TABLE),
+    ("ledger", "update_item", LEDGER_TABLE),
+    ("ledger", "delete_item", LEDGER_TABLE),
+    ("ledger", "batch_writer", LEDGER_TABLE),
+]
+_NOTIFY = [("notifier", "publish", TOPIC), ("notifier", "get_secret_value", WEBHOOK_SECRET)]
+HANDLER_CALLS: dict[str, list[tuple[str, str, str]]] = {
+    "PlanReleaseFunction": [
+        *_LEDGER_WRITE,
+        *_NOTIFY,
+        ("fleet_store", "get_object", "arn:aws:s3:::rt-ConfigBucket/fleet.yaml"),
+        ("sources", "get_branch", f"arn:aws:codecommit:{REGION}:{ACCOUNT}:payments"),
+        ("sources", "get_secret_value", GITHUB_SECRET),
+        ("executions", "describe_execution", EXECUTION),  # is the lock holder still running?
+        ("executions", "send_task_failure", EXECUTION),  # supersede the holder's pending approval
+    ],
+    "LoadWaveFunction": _LEDGER_READ,
+    "RecordWaveFunction": [
+        *_LEDGER_READ,
+        ("ledger", "put_item", LEDGER_TABLE),
+        ("ledger", "batch_writer", LEDGER_TABLE),
+    ],
+    "RequestApprovalFunction": [*_LEDGER_READ, ("ledger", "put_item", LEDGER_TABLE), *_NOTIFY],
+    "EvaluateGateFunction": [
+        *_LEDGER_READ,
+        ("ledger", "put_item", LEDGER_TABLE),
+        ("codebuild", "batch_get_builds", TEST_PROJECT),
+        ("codebuild", "batch_get_reports", REPORT_GROUP),
+        ("alarms", "describe_alarms", ALARM),
+        ("alarms", "describe_alarm_history", ALARM),
+        ("alarms", "list_tags_for_resource", ALARM),
+    ],
+    "FinalizeReleaseFunction": [*_LEDGER_WRITE, *_NOTIFY],
+    "RecordFailureFunction": [*_LEDGER_WRITE, *_NOTIFY, ("executions", "get_execution_history", EXECUTION)],
+    "CleanupExecutionFunction": [
+        *_LEDGER_WRITE,
+        *_NOTIFY,
+        ("codebuild", "list_builds_for_project", PROJECT),
+        ("codebuild", "batch_get_builds", PROJECT),
+        ("codebuild", "stop_build", PROJECT),
+    ],
+}
+
+
+@cache
+def _boto3_operations() -> frozenset[str]:
+    session = boto3.session.Session(region_name=REGION)
+    services = ["dynamodb", "s3", "sns", "secretsmanager", "codecommit", "codebuild", "cloudwatch", "stepfunctions"]
+    names = {xform_name(op) for s in services for op in session.client(s).meta.service_model.operation_names}
+    return frozenset(names | {"batch_writer"})  # the DynamoDB Table resource's BatchWriteItem
+
+
+def _boto3_calls_in(module: Any) -> set[str]:
+    """Method calls named like a boto3 operation, and `get_paginator("<operation>")` arguments."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(Path(module.__file__).read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr == "get_paginator" and node.args and isinstance(node.args[0], ast.Constant):
+                found.add(str(node.args[0].value))
+            elif node.func.attr in _boto3_operations():
+                found.add(node.func.attr)
+    return found
+
+
+# --- the state machine's needs, from the ASL --------------------------------------------------------------------
+
+
+def _tasks(states: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, state in states.items():
+        if state["Type"] == "Task":
+            yield name, state
+        for nested in [state.get("ItemProcessor"), state.get("Iterator"), *state.get("Branches", [])]:
+            if nested:
+                yield from _tasks(nested["States"])
+
+
+def _state_needs() -> list[tuple[str, str, str]]:
+    """(state, action, resource ARN) for every Task state in the ASL."""
+    cfn = cfn_template()
+    substitutions = Resolver(cfn).resolve(cfn["Resources"]["ReleaseTrainStateMachine"]["Properties"])[
+        "DefinitionSubstitutions"
+    ]
+    needs = []
+    for name, state in _tasks(json.loads(ASL.read_text())["States"]):
+        resource = state["Resource"]
+        if resource in {"arn:aws:states:::lambda:invoke", "arn:aws:states:::lambda:invoke.waitForTaskToken"}:
+            function = PLACEHOLDER.sub(lambda m: substitutions[m.group(1)], state["Parameters"]["FunctionName"])
+            needs.append((name, "lambda:InvokeFunction", function))
+        elif resource == "arn:aws:states:::codebuild:startBuild.sync":
+            needs += [(name, action, PROJECT) for action in CODEBUILD_SYNC]
+            needs += [(name, action, SYNC_RULE_ARN) for action in CODEBUILD_SYNC_RULE]
+        else:
+            pytest.fail(f"{name}: no IAM mapping for {resource}; add it from the Step Functions IAM docs")
+    return needs
+
+
+def _granted(statements: list[Statement], action: str, arn: str) -> bool:
+    return any(s.grants(action, arn) for s in statements)
+
+
+def _all_allow_statements() -> Iterator[tuple[str, dict[str, Any]]]:
+    cfn = cfn_template()
+    for logical_id, resource in cfn["Resources"].items():
+        documents = [p["PolicyDocument"] for p in resource.get("Properties", {}).get("Policies", [])]
+        if resource["Type"] in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}:
+            documents.append(resource["Properties"]["PolicyDocument"])
+        for document in documents:
+            for statement in document["Statement"]:
+                if statement.get("Effect") == "Allow":
+                    yield logical_id, statement
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+# --- tests ----------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module_name", sorted(ADAPTER_MODULES))
+def test_given_an_adapter_module_when_scanned_then_every_boto3_call_is_in_the_table(module_name: str) -> None:
+    assert _boto3_calls_in(ADAPTER_MODULES[module_name]) == set(ADAPTER_CALLS[module_name])
+
+
+def test_given_the_adapter_calls_when_attributed_then_each_is_made_by_a_handler_or_only_by_trainctl() -> None:
+    made = {(module, op) for calls in HANDLER_CALLS.values() for module, op, _ in calls}
+    every = {(module, op) for module, ops in ADAPTER_CALLS.items() for op in ops}
+
+    assert every - made == TRAINCTL_ONLY
+
+
+def test_given_the_template_when_its_train_functions_are_listed_then_each_has_an_entry_in_the_table() -> None:
+    cfn = cfn_template()
+    functions = {
+        k for k, v in cfn["Resources"].items() if v["Type"] == "AWS::Lambda::Function" and "Traffic" not in k
+    }  # the traffic hooks' IAM is tested with the hooks
+
+    assert functions == set(HANDLER_CALLS)
+
+
+@pytest.mark.parametrize(
+    ("function", "module", "op", "arn"),
+    [(f, m, op, arn) for f, calls in HANDLER_CALLS.items() for m, op, arn in calls],
+)
+def test_given_a_handler_call_when_its_role_is_checked_then_the_action_is_granted_on_that_resource(
+    function: str, module: str, op: str, arn: str
+) -> None:
+    statements = role_statements(cfn_template(), f"{function}Role")
+
+    assert _granted(statements, ADAPTER_CALLS[module][op], arn), f"{function} calls {op} on {arn}"
+
+
+@pytest.mark.parametrize("function", sorted(HANDLER_CALLS))
+def test_given_a_handler_role_when_its_services_are_listed_then_they_are_exactly_the_services_it_calls(
+    function: str,
+) -> None:
+    granted = {a.split(":")[0] for s in role_statements(cfn_template(), f"{function}Role") for a in s.actions}
+    needed = {ADAPTER_CALLS[m][op].split(":")[0] for m, op, _ in HANDLER_CALLS[function]}
+
+    assert granted == needed
+
+
+@pytest.mark.parametrize(("state", "action", "arn"), _state_needs())
+def test_given_a_task_state_when_the_state_machine_role_is_checked_then_it_may_call_what_the_state_calls(
+    state: str, action: str, arn: str
+) -> None:
+    statements = role_statements(cfn_template(), "ReleaseTrainStateMachineRole")
+
+    assert _granted(statements, action, arn), f"{state} needs {action} on {arn}"
+
+
+def test_given_the_state_machine_role_when_its_services_are_listed_then_only_lambda_codebuild_events_and_logs() -> None:
+    statements = role_statements(cfn_template(), "ReleaseTrainStateMachineRole")
+
+    assert {a.split(":")[0] for s in statements for a in s.actions} == {"lambda", "codebuild", "events", "logs"}
+
+
+def test_given_every_allow_statement_when_its_actions_are_read_then_none_is_a_wildcard() -> None:
+    wildcards = [
+        (logical_id, action)
+        for logical_id, statement in _all_allow_statements()
+        for action in _as_list(statement["Action"])
+        if action == "*" or str(action).endswith(":*")
+    ]
+
+    assert wildcards == []
+
+
+def test_given_every_allow_statement_when_it_is_on_all_resources_then_it_is_only_a_documented_exception() -> None:
+    unexpected = {
+        (logical_id, action)
+        for logical_id, statement in _all_allow_statements()
+        if "*" in _as_list(statement["Resource"])
+        for action in _as_list(statement["Action"])
+        if action not in ON_ALL_RESOURCES_ALLOWED.get(logical_id, set())
+    }
+
+    assert unexpected == set()
+
+
+@pytest.mark.parametrize("role", sorted(k for k in roles(cfn_template()) if k.endswith("FunctionRole")))
+def test_given_a_function_role_when_its_managed_policies_are_read_then_only_basic_execution_is_attached(
+    role: str,
+) -> None:
+    arns = cfn_template()["Resources"][role]["Properties"].get("ManagedPolicyArns", [])
+
+    assert arns == ["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]

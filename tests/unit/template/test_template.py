@@ -1,0 +1,154 @@
+"""template.yaml and the ASL: lint clean, substitutions consistent, every function's code where the template says,
+and `sam build` succeeds. External tools are `slow` and skipped only when the tool is not installed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.unit.template.cfn import ASL, PLACEHOLDER, TEMPLATE, sam_template
+
+CFN_LINT = ROOT / ".venv" / "bin" / "cfn-lint"
+SAM = ROOT / ".venv-sam" / "bin" / "sam"
+# sam build needs the functions' runtime on PATH (the Makefile's RUNTIME_PATH).
+RUNTIME_DIRS = [Path.home() / ".pyenv" / "versions" / "3.13.0" / "bin"]
+needs_cfn_lint = pytest.mark.skipif(not CFN_LINT.exists(), reason=f"cfn-lint not installed at {CFN_LINT}")
+needs_sam = pytest.mark.skipif(not SAM.exists(), reason=f"aws-sam-cli not installed at {SAM}")
+
+
+def _tool_env() -> dict[str, str]:
+    path = os.pathsep.join([str(d) for d in RUNTIME_DIRS if d.exists()] + [os.environ.get("PATH", "")])
+    return {**os.environ, "PATH": path, "SAM_CLI_TELEMETRY": "0"}
+
+
+def _run(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in args], cwd=cwd, env=_tool_env(), capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def _state_machine() -> dict[str, Any]:
+    machines = [r for r in sam_template()["Resources"].values() if r["Type"] == "AWS::Serverless::StateMachine"]
+    assert len(machines) == 1, "invariant 7: one state machine, one ASL file"
+    return machines[0]
+
+
+def _asl_as_template(asl_text: str) -> str:
+    """The ASL inlined into a minimal AWS::StepFunctions::StateMachine, placeholders replaced by dummy ARNs."""
+    text = PLACEHOLDER.sub(
+        lambda m: f"arn:aws:lambda:us-east-1:123456789012:function:{m.group(1).removesuffix('Arn')}", asl_text
+    )
+    return json.dumps(
+        {
+            "AWSTemplateFormatVersion": "2010-09-09",
+            "Resources": {
+                "ReleaseTrain": {
+                    "Type": "AWS::StepFunctions::StateMachine",
+                    "Properties": {
+                        "RoleArn": "arn:aws:iam::123456789012:role/release-train",
+                        "Definition": json.loads(text),
+                    },
+                }
+            },
+        }
+    )
+
+
+# --- fast structural checks -----------------------------------------------------------------------------------------
+
+
+def test_given_the_asl_when_its_placeholders_are_read_then_they_are_exactly_the_definition_substitutions() -> None:
+    placeholders = set(PLACEHOLDER.findall(ASL.read_text()))
+
+    assert placeholders == set(_state_machine()["Properties"]["DefinitionSubstitutions"])
+
+
+def test_given_the_state_machine_when_its_definition_uri_is_read_then_it_is_the_asl_file() -> None:
+    assert ROOT / _state_machine()["Properties"]["DefinitionUri"] == ASL
+
+
+@pytest.mark.parametrize(
+    "logical_id",
+    sorted(k for k, v in sam_template()["Resources"].items() if v["Type"] == "AWS::Serverless::Function"),
+)
+def test_given_a_function_in_the_template_when_its_code_is_looked_up_then_the_handler_exists(logical_id: str) -> None:
+    props = sam_template()["Resources"][logical_id]["Properties"]
+    module, function = props["Handler"].rsplit(".", 1)
+    source = ROOT / props["CodeUri"] / (module.replace(".", "/") + ".py")
+
+    assert source.exists(), f"{logical_id}: {source} missing"
+    assert f"def {function}(" in source.read_text(), f"{logical_id}: no {function}() in {source}"
+
+
+# --- linters and sam ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@needs_cfn_lint
+def test_given_the_template_when_cfn_lint_runs_then_it_reports_nothing() -> None:
+    result = _run(CFN_LINT, TEMPLATE)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+@needs_cfn_lint
+def test_given_the_asl_inlined_in_a_state_machine_when_cfn_lint_runs_then_e3601_reports_nothing(tmp_path: Path) -> None:
+    inlined = tmp_path / "asl.json"
+    inlined.write_text(_asl_as_template(ASL.read_text()))
+
+    result = _run(CFN_LINT, inlined)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+@needs_cfn_lint
+def test_given_a_broken_asl_inlined_when_cfn_lint_runs_then_e3601_catches_it(tmp_path: Path) -> None:
+    # The control for the test above: the rule really looks inside the inlined definition.
+    asl = json.loads(ASL.read_text())
+    asl["States"]["Orphan"] = {"Type": "Task"}
+    inlined = tmp_path / "broken.json"
+    inlined.write_text(_asl_as_template(json.dumps(asl)))
+
+    result = _run(CFN_LINT, inlined)
+
+    assert "E3601" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.sam
+@needs_sam
+def test_given_the_template_when_sam_validates_with_lint_then_it_passes() -> None:
+    result = _run(SAM, "validate", "--lint", "--template", TEMPLATE, "--region", "us-east-1")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.sam
+@needs_sam
+@pytest.mark.skipif(
+    not any((d / "python3.13").exists() for d in RUNTIME_DIRS) and shutil.which("python3.13") is None,
+    reason="sam build needs python3.13 (the functions' runtime) on PATH",
+)
+def test_given_the_template_when_sam_builds_then_every_function_and_the_layer_with_its_package_are_built(
+    tmp_path: Path,
+) -> None:
+    build = tmp_path / "build"
+
+    result = _run(SAM, "build", "--template", TEMPLATE, "--build-dir", build)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    functions = {k for k, v in sam_template()["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
+    assert functions <= {p.name for p in build.iterdir()}
+    layer = build / "ReleaseTrainLayer" / "python"
+    assert (layer / "release_train" / "services.py").exists()
+    assert list((layer / "pydantic_core").glob("*aarch64*.so")), "the layer is built for arm64 like the functions"
