@@ -27,12 +27,20 @@ def fleet(n: int) -> dict[str, object]:
         "defaults": {"project": "train-{service}-{stage}", "build_concurrency": 20},
         "stages": [
             {"name": "staging", "bake": "P2D", "test_project": "train-e2e-staging", "alarms": {"prefix": "staging-"}},
-            {"name": "prod", "bake": "PT1H", "test_project": "train-e2e-prod", "alarms": {"prefix": "prod-"},
-             "approval": {"required": True, "timeout": "PT24H"}},
+            {
+                "name": "prod",
+                "bake": "PT1H",
+                "test_project": "train-e2e-prod",
+                "alarms": {"prefix": "prod-"},
+                "approval": {"required": True, "timeout": "PT24H"},
+            },
         ],
         "services": [
-            {"name": f"svc-{i:03d}", "source": {"codecommit": f"svc-{i:03d}", "branch": "release"},
-             "wave": 1 + i * waves // n}
+            {
+                "name": f"svc-{i:03d}",
+                "source": {"codecommit": f"svc-{i:03d}", "branch": "release"},
+                "wave": 1 + i * waves // n,
+            }
             for i in range(n)
         ],
     }
@@ -45,17 +53,22 @@ def main() -> None:
     logging.getLogger("moto").setLevel(logging.CRITICAL)
     scenario = Scenario(name="bench", approvals={"prod": ApprovalAction(decision="approve")})
     rows = []
-    print(f"{'N':>5} {'status':>10} {'wall s':>8} {'events':>7} {'% cap':>6} {'transitions':>11} "
-          f"{'$/release':>9} {'virtual h':>9}")
+    print(
+        f"{'N':>5} {'status':>10} {'wall s':>8} {'events':>7} {'% cap':>6} {'transitions':>11} "
+        f"{'$/release':>9} {'virtual h':>9}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for n in [int(s) for s in args.sizes.split(",")]:
             path = Path(tmp) / f"fleet-{n}.yaml"
             path.write_text(yaml.safe_dump(fleet(n)))
             result = simulate(path, scenario, ROOT)
             rows.append((n, result))
-            print(f"{n:>5} {result.status:>10} {result.wall_s:>8.2f} {result.history_events:>7} "
-                  f"{100 * result.history_events / HISTORY_CAP:>5.1f}% {result.state_transitions:>11} "
-                  f"{result.estimated_cost_usd:>9.4f} {result.virtual_duration_s / 3600:>9.1f}", flush=True)
+            print(
+                f"{n:>5} {result.status:>10} {result.wall_s:>8.2f} {result.history_events:>7} "
+                f"{100 * result.history_events / HISTORY_CAP:>5.1f}% {result.state_transitions:>11} "
+                f"{result.estimated_cost_usd:>9.4f} {result.virtual_duration_s / 3600:>9.1f}",
+                flush=True,
+            )
     walls = {n: r.wall_s for n, r in rows}
     if 30 in walls and 300 in walls:
         print(f"wall ratio N=300/N=30: {walls[300] / walls[30]:.2f}")
