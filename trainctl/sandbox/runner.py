@@ -252,9 +252,10 @@ class _Run:
         FleetStore(boto3.client("s3"), self.stack.physical("ConfigBucket")).push(yaml.safe_dump(fleet_doc))
 
         cloudwatch = boto3.client("cloudwatch")
-        for alarm in scenario.alarms:
+
+        def healthy_alarm(name: str) -> None:
             cloudwatch.put_metric_alarm(
-                AlarmName=alarm.name,
+                AlarmName=name,
                 Namespace="AWS/Lambda",
                 MetricName="Errors",
                 Statistic="Sum",
@@ -263,7 +264,10 @@ class _Run:
                 Threshold=1,
                 ComparisonOperator="GreaterThanOrEqualToThreshold",
             )
-            cloudwatch.set_alarm_state(AlarmName=alarm.name, StateValue="OK", StateReason="sandbox start")
+            cloudwatch.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="sandbox start")
+
+        for alarm in scenario.alarms:
+            healthy_alarm(alarm.name)
         for stage in fleet.stages:
             if (
                 stage.alarms
@@ -271,18 +275,7 @@ class _Run:
                 and not any(a.name.startswith(stage.alarms.prefix) for a in scenario.alarms)
             ):
                 # A healthy stage still has alarms to read: give it one, in OK.
-                name = f"{stage.alarms.prefix}errors"
-                cloudwatch.put_metric_alarm(
-                    AlarmName=name,
-                    Namespace="AWS/Lambda",
-                    MetricName="Errors",
-                    Statistic="Sum",
-                    Period=60,
-                    EvaluationPeriods=1,
-                    Threshold=1,
-                    ComparisonOperator="GreaterThanOrEqualToThreshold",
-                )
-                cloudwatch.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="sandbox start")
+                healthy_alarm(f"{stage.alarms.prefix}errors")
 
     # --- the run ------------------------------------------------------------------------------------------------
 

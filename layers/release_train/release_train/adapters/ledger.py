@@ -95,26 +95,24 @@ class Ledger:
 
     def acquire_lock(self, fleet: str, release_id: str, execution_arn: str, now: datetime) -> Lock | None:
         """Take the lock, or return the current holder if someone else has it (never waits, never queues)."""
-        try:
-            self._t.put_item(
-                Item={
-                    "PK": f"FLEET#{fleet}",
-                    "SK": "LOCK",
-                    "release_id": release_id,
-                    "execution_arn": execution_arn,
-                    "acquired_at": _iso(now),
-                },
-                ConditionExpression="attribute_not_exists(PK) OR execution_arn = :me",
-                ExpressionAttributeValues={":me": execution_arn},
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            return self.lock(fleet)
-        return None
+        taken = self._put_lock(
+            fleet,
+            release_id,
+            execution_arn,
+            now,
+            "attribute_not_exists(PK) OR execution_arn = :me",
+            {":me": execution_arn},
+        )
+        return None if taken else self.lock(fleet)
 
     def steal_lock(self, fleet: str, from_execution: str, release_id: str, execution_arn: str, now: datetime) -> bool:
         """Reclaim a lock whose holder has ended — only if it is still that holder's (no lost update)."""
+        return self._put_lock(fleet, release_id, execution_arn, now, "execution_arn = :old", {":old": from_execution})
+
+    def _put_lock(
+        self, fleet: str, release_id: str, execution_arn: str, now: datetime, condition: str, values: dict[str, str]
+    ) -> bool:
+        """One conditional write; False when the condition does not hold (someone else has the lock)."""
         try:
             self._t.put_item(
                 Item={
@@ -124,8 +122,8 @@ class Ledger:
                     "execution_arn": execution_arn,
                     "acquired_at": _iso(now),
                 },
-                ConditionExpression="execution_arn = :old",
-                ExpressionAttributeValues={":old": from_execution},
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
