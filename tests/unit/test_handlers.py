@@ -43,7 +43,10 @@ class Stack:
     inbox: str
 
     def notifications(self) -> list[dict[str, Any]]:
-        return self.sqs.receive_message(QueueUrl=self.inbox, MaxNumberOfMessages=10).get("Messages", [])
+        messages: list[dict[str, Any]] = self.sqs.receive_message(QueueUrl=self.inbox, MaxNumberOfMessages=10).get(
+            "Messages", []
+        )
+        return messages
 
 
 @pytest.fixture

@@ -37,7 +37,8 @@ def _run(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str
 def _state_machine() -> dict[str, Any]:
     machines = [r for r in sam_template()["Resources"].values() if r["Type"] == "AWS::Serverless::StateMachine"]
     assert len(machines) == 1, "invariant 7: one state machine, one ASL file"
-    return machines[0]
+    machine: dict[str, Any] = machines[0]
+    return machine
 
 
 def _asl_as_template(asl_text: str) -> str:
