@@ -9,6 +9,7 @@ Tested against moto >=5.2.3,<5.3 (pinned in pyproject.toml). Numbers refer to ..
 4. History timestamps are virtual too, so the console view of a simulated run reads like AWS.
 5. StopExecution during a Map ends ABORTED, not FAILED (note 9).
 6. StopExecution keeps its error and cause; DescribeExecution and the status-change event show them (note 11).
+7. SendTaskFailure keeps its cause (note 11): a rejected approval's reason reaches the Catch and the ledger.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from moto.awslambda_simple.models import LambdaSimpleBackend
-from moto.core.responses import ActionResult
+from moto.core.responses import ActionResult, EmptyResult
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
@@ -286,6 +287,18 @@ def _reflect_execution_status(self: BaseExecutionWorkerCommunication) -> None:
 
 _original_reflect = BaseExecutionWorkerCommunication._reflect_execution_status
 
+
+# --- 7. SendTaskFailure keeps its cause (note 11) -----------------------------------------------------------------
+
+
+def _send_task_failure_response(self: StepFunctionResponse) -> ActionResult:
+    backend = self.stepfunction_backend
+    backend.send_task_failure(
+        self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
+    )
+    return EmptyResult()
+
+
 _original_wait_interval = WaitFunction._wait_interval
 _original_wait_token = StateTaskServiceCallback._wait_for_task_token_timeout
 _applied = threading.Lock()
@@ -311,6 +324,7 @@ def apply() -> None:
         EventManager._get_current_timestamp = staticmethod(_virtual_timestamp)
         Environment.set_error = _set_error
         StepFunctionResponse.stop_execution = _stop_execution_response
+        StepFunctionResponse.send_task_failure = _send_task_failure_response
         BaseExecutionWorkerCommunication._reflect_execution_status = _reflect_execution_status
         _ = state_task_service_callback  # imported for the patch above
         _done = True
