@@ -307,7 +307,7 @@ class WaveService:
             BuildRecord(
                 stage=stage,
                 service=r["service"],
-                status=str(r.get("status", "FAILED")),
+                status=_build_status(r),
                 build_id=r.get("build_id") or _build_id_from_cause(r.get("cause")),
                 commit=commits[r["service"]],
                 wave=wave,
@@ -328,6 +328,27 @@ class WaveService:
             names = ", ".join(f"{f.service} ({f.status})" for f in failed)
             raise WaveFailed(f"{stage} wave {wave}: {len(failed)} of {len(records)} builds failed: {names}")
         return {"stage": stage, "wave": wave, "succeeded": len(records)}
+
+
+def _build_status(result: dict[str, Any]) -> str:
+    """A failed .sync build arrives as status FAILED with the build as its cause: keep CodeBuild's own verdict
+    (TIMED_OUT, FAULT, STOPPED) so the ledger and the reason say what really happened."""
+    status = str(result.get("status", "FAILED"))
+    if status == "SUCCEEDED":
+        return status
+    build = _build_from_cause(result.get("cause"))
+    return str(build.get("BuildStatus") or build.get("buildStatus") or status) if build else status
+
+
+def _build_from_cause(cause: Any) -> dict[str, Any] | None:
+    try:
+        build = json.loads(cause) if isinstance(cause, str) else None
+    except ValueError:
+        return None
+    if isinstance(build, dict):
+        nested = build.get("Build")
+        return nested if isinstance(nested, dict) else build
+    return None
 
 
 def _build_id_from_cause(cause: Any) -> str | None:
