@@ -63,6 +63,9 @@ class SimulationResult:
     approvals: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     cleanup: dict[str, Any] | None = None
+    cleanup_redeliveries: list[dict[str, Any] | None] = field(default_factory=list)  # EventBridge delivering again
+    builds: list[dict[str, Any]] = field(default_factory=list)  # every emulated CodeBuild build, as it ended
+    fleet_releases: list[dict[str, Any]] = field(default_factory=list)  # every release of the fleet in the ledger
     deployments: list[dict[str, Any]] = field(default_factory=list)
     invocations: dict[str, int] = field(default_factory=dict)
 
@@ -181,7 +184,10 @@ class _Run:
         self.second_arn: str | None = None
         self.execution_arn = ""
         self.threads: list[threading.Thread] = []
-        self._local = threading.local()
+        self.redeliveries: list[dict[str, Any] | None] = []
+        self._pending: list[tuple[str, str, str | None]] = []  # operator actions waiting for their task to start
+        self._pending_waits_for_job = False
+        self._pending_lock = threading.Lock()
         self.deployments: list[dict[str, Any]] = []
 
     # --- set-up: the account the train runs in ----------------------------------------------------------------------
@@ -295,13 +301,18 @@ class _Run:
         finally:
             observers.remove(self._observe)
         cleanup = self._deliver_status_change(self.execution_arn, status)
+        # EventBridge delivers at least once: the clean-up must be idempotent.
+        self.redeliveries = [
+            self._deliver_status_change(self.execution_arn, status)
+            for _ in range(self.scenario.status_change_deliveries - 1)
+        ]
         if self.second_arn:
             second = self.sfn.describe_execution(executionArn=self.second_arn)
             self._deliver_status_change(self.second_arn, dict(second))
             self.second = {
                 "status": second["status"],
                 "error": second.get("error"),
-                "cause": (second.get("cause") or "")[:500],
+                "cause": _error_message(second.get("cause"))[:500],
             }
         return self._result(status, cleanup, wall_start)
 
@@ -380,15 +391,16 @@ class _Run:
         stage = _stage_of(state_input)
         self.seen[(str(state), stage)] += 1
         self.seen[(str(state), None)] += 1 if stage else 0
-        due = []
+        due: list[tuple[str, str, str | None]] = []
         for action in self.scenario.operator:
             if action.at_state == state and action.stage in (None, stage):
                 count = self.seen[(state, action.stage)] if action.stage else self.seen[(state, None)]
                 if count == action.occurrence:
                     due.append((action.action, str(state), stage))
-        if event_type == "TaskStateEntered":
+        if event_type == "TaskStateEntered" and due:
             # People act while a task's work is under way (a build running), not before it starts: see _task_progress.
-            self._local.due, self._local.waits_for_job = due, False
+            with self._pending_lock:
+                self._pending, self._pending_waits_for_job = due, False
         else:
             for action_name, at, in_stage in due:
                 self._operator(action_name, at, in_stage)
@@ -398,23 +410,25 @@ class _Run:
             self._approver(stage, state_input)
 
     def _task_progress(self, event_type: str, details: dict[str, Any]) -> None:
-        """Fire the actions due in a Task state once its work is under way, on the thread running that task.
+        """Fire the actions due in a Task state once its work is under way.
 
         A `.sync` or callback task is under way once submitted (TaskSubmitted: the build was started); any other task
-        once started. Each Map iteration runs on its own thread, so the pending actions are thread-local.
+        once started. moto runs each task on a worker thread and task events carry no state name, so this follows the
+        next task events after the state was entered (in a Map, the sibling iterations run the same state).
         """
-        due = getattr(self._local, "due", None)
-        if not due:
-            return
-        if event_type == "TaskScheduled":
-            resource = str((details.get("taskScheduledEventDetails") or {}).get("resource", ""))
-            self._local.waits_for_job = resource.endswith((".sync", ".sync:2", ".waitForTaskToken"))
-        elif event_type == "TaskSubmitted" or (event_type == "TaskStarted" and not self._local.waits_for_job):
-            self._local.due = None
-            for action_name, at, in_stage in due:
-                self._operator(action_name, at, in_stage)
-        elif event_type.endswith("StateExited"):
-            self._local.due = None  # the task ended (e.g. failed before submitting): nothing was under way
+        with self._pending_lock:
+            due = self._pending
+            if not due:
+                return
+            if event_type == "TaskScheduled":
+                resource = str((details.get("taskScheduledEventDetails") or {}).get("resource", ""))
+                self._pending_waits_for_job = resource.endswith((".sync", ".sync:2", ".waitForTaskToken"))
+                return
+            if event_type != "TaskSubmitted" and (event_type != "TaskStarted" or self._pending_waits_for_job):
+                return
+            self._pending = []
+        for action_name, at, in_stage in due:
+            self._operator(action_name, at, in_stage)
 
     def _operator(self, action: str, state: str, stage: str | None) -> None:
         if action == "cancel":
@@ -500,7 +514,7 @@ class _Run:
         return SimulationResult(
             release_id=release_id,
             status=record.status.value if record else "NOT_STARTED",
-            reason=record.reason if record else f"{described.get('error')}: {described.get('cause')}",
+            reason=record.reason if record else f"{described.get('error')}: {_error_message(described.get('cause'))}",
             execution_status=described["status"],
             execution_error=described.get("error"),
             stages=stages,
@@ -521,9 +535,35 @@ class _Run:
             ],
             events=self.ledger.events(release_id) if release_id else [],
             cleanup=cleanup,
+            cleanup_redeliveries=self.redeliveries,
+            builds=self._builds(),
+            fleet_releases=[
+                {"release_id": r.release_id, "status": r.status.value, "execution_arn": r.execution_arn}
+                for r in self.ledger.list_releases(self.fleet.fleet)
+            ],
             deployments=self.deployments,
             invocations=dict(self.registry.invocations),
         )
+
+    def _builds(self) -> list[dict[str, Any]]:
+        now_v = self.clock.elapsed
+        out = []
+        for build in sorted(self.world.builds.values(), key=lambda b: (b.start_v, b.id)):
+            stage = build.env.get("STAGE", self.world.projects.get(build.project, ""))
+            test = build.project in self.world.test_projects
+            out.append(
+                {
+                    "id": build.id,
+                    "project": build.project,
+                    "stage": stage,
+                    "service": None if test else self.world.service_for(build.project, stage),
+                    "kind": "test" if test else "service",
+                    "commit": build.source_version,
+                    "release_id": build.env.get("RELEASE_ID"),
+                    "status": build.status(now_v),
+                }
+            )
+        return out
 
     def _history(self, arn: str) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
@@ -534,6 +574,19 @@ class _Run:
             if not page.get("nextToken"):
                 return events
             kwargs["nextToken"] = page["nextToken"]
+
+
+def _error_message(cause: Any) -> str:
+    """A Lambda error's cause is its JSON error payload: keep the message, drop the stack trace."""
+    if not isinstance(cause, str):
+        return str(cause or "")
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        return cause
+    if isinstance(parsed, dict) and "errorMessage" in parsed:
+        return str(parsed["errorMessage"])
+    return cause
 
 
 def _stage_of(state_input: dict[str, Any] | None) -> str | None:

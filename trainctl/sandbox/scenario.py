@@ -101,6 +101,9 @@ class Scenario(_Model):
         default=None, description="start with this input instead of the schedule's (e.g. to test bad input)"
     )
     freeze_now: bool = Field(default=False, description="add a freeze window covering the schedule time")
+    status_change_deliveries: Annotated[int, Field(ge=1, le=3)] = Field(
+        default=1, description="EventBridge delivers at least once: deliver the execution's status change this often"
+    )
 
     @model_validator(mode="after")
     def _aware(self) -> Scenario:
