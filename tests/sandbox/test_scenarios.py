@@ -1,85 +1,408 @@
-"""The scenario suite: the real ASL and handlers in the sandbox, one scripted world per file in examples/scenarios."""
+"""The scenario suite: whole trains of the real ASL and handlers in the sandbox, one scripted world per file.
+
+Each scenario in examples/scenarios runs once per module (a fixture) and several tests read that one run. Expected
+commits come from the scenario itself (`Scenario.commit`), what was built from the emulated CodeBuild (`result.builds`:
+the commit each build was started with), and statuses and reasons from the ledger — so a test fails when the
+behaviour breaks, not when a number changes.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from release_train.domain.fleet import parse_fleet
 from trainctl.sandbox.runner import SimulationResult, simulate
-from trainctl.sandbox.scenario import load_scenario
+from trainctl.sandbox.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "examples" / "scenarios"
-
-# scenario -> (ledger status, text the reason must contain, builds started)
-EXPECTED: dict[str, tuple[str, str, int]] = {
-    "happy-path": ("SUCCEEDED", "all stages promoted", 14),
-    "nothing-changed": ("NOTHING_TO_RELEASE", "no service changed", 0),
-    "freeze-window": ("BLOCKED", "next open time", 0),
-    "staging-build-fails": ("FAILED", "staging wave 2", 4),
-    "staging-tests-fail": ("BLOCKED", "tests failed: 3 of 120", 7),
-    "staging-tests-no-report": ("BLOCKED", "evidence missing: no test report", 7),
-    "alarm-during-bake": ("BLOCKED", "went to ALARM during the bake", 7),
-    "operator-hold": ("BLOCKED", "hold on the fleet", 7),
-    "approval-approved": ("SUCCEEDED", "all stages promoted", 14),
-    "approval-rejected": ("BLOCKED", "ApprovalRejected", 14),
-    "approval-timeout": ("BLOCKED", "ApprovalTimedOut", 14),
-    "cancel-during-bake": ("CANCELLED", "operator cancelled at Bake", 7),
-    "prod-wave1-fails": ("FAILED", "prod wave 1", 9),
-    "prod-build-fails": ("FAILED", "prod wave 3", 13),
-    "build-throttled": ("SUCCEEDED", "all stages promoted", 14),
-    "second-start": ("SUCCEEDED", "all stages promoted", 14),
-}
+FLEET = parse_fleet((ROOT / "fleet.yaml").read_text())
+SERVICES = {s.name for s in FLEET.services}
+WAVE = {s.name: s.wave for s in FLEET.services}
+TERMINAL = {"SUCCEEDED", "BLOCKED", "FAILED", "CANCELLED", "NOTHING_TO_RELEASE"}
 
 
-@pytest.fixture(scope="module", params=sorted(EXPECTED))
-def run(request: pytest.FixtureRequest) -> tuple[str, SimulationResult]:
-    name = request.param
-    return name, simulate(ROOT / "fleet.yaml", load_scenario(SCENARIOS / f"{name}.yaml"), ROOT)
+def _scenario(name: str) -> Scenario:
+    return load_scenario(SCENARIOS / f"{name}.yaml")
 
 
-def test_given_a_scenario_when_the_train_ends_then_the_ledger_is_terminal_with_the_expected_reason(
-    run: tuple[str, SimulationResult],
+def _run_fixture(name: str) -> Callable[[], SimulationResult]:
+    @pytest.fixture(scope="module", name=name.replace("-", "_"))
+    def run() -> SimulationResult:
+        return simulate(ROOT / "fleet.yaml", _scenario(name), ROOT)
+
+    return run
+
+
+NAMES = sorted(p.stem for p in SCENARIOS.glob("*.yaml"))
+for _name in NAMES:
+    globals()[f"_fixture_{_name.replace('-', '_')}"] = _run_fixture(_name)
+
+
+def _head(scenario: str, services: set[str]) -> dict[str, str]:
+    s = _scenario(scenario)
+    return {name: s.commit(name, "head") for name in services}
+
+
+def _service_builds(result: SimulationResult, stage: str) -> list[dict[str, Any]]:
+    return [b for b in result.builds if b["stage"] == stage and b["kind"] == "service"]
+
+
+def _built(result: SimulationResult, stage: str) -> dict[str, str]:
+    """service -> the commit its build in `stage` was started with (each service at most once: asserted)."""
+    builds = _service_builds(result, stage)
+    counts = Counter(b["service"] for b in builds)
+    assert all(n == 1 for n in counts.values()), f"a service was built twice in {stage}: {counts}"
+    return {b["service"]: b["commit"] for b in builds}
+
+
+def _ledger_status(result: SimulationResult, stage: str) -> dict[str, str]:
+    stage_doc = next(s for s in result.stages if s["name"] == stage)
+    return {s["name"]: s["build_status"] for s in stage_doc["services"]}
+
+
+def _gate(result: SimulationResult, stage: str) -> dict[str, Any] | None:
+    return next((g for g in result.gates if g["stage"] == stage), None)
+
+
+def _test_runs(result: SimulationResult, stage: str) -> list[dict[str, Any]]:
+    return [b for b in result.builds if b["stage"] == stage and b["kind"] == "test"]
+
+
+# --- invariants over every scenario -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_given_any_scenario_when_the_train_ends_then_the_ledger_is_terminal_with_a_reason_and_the_lock_free(
+    name: str, request: pytest.FixtureRequest
 ) -> None:
-    name, result = run
-    status, reason, builds = EXPECTED[name]
-    assert result.status == status
-    assert reason in result.reason
-    assert result.builds_started == builds
-    assert result.lock_held_after is False  # every ending frees the lock
-
-
-def test_given_a_scenario_when_prod_builds_ran_then_they_built_exactly_the_commits_staging_built(
-    run: tuple[str, SimulationResult],
-) -> None:
-    _, result = run
-    if not result.stages:
-        pytest.skip("no release was planned in this scenario")
-    staging, prod = result.stages
-    staged = {s["name"]: s["commit"] for s in staging["services"] if s["build_status"] == "SUCCEEDED"}
-    for service in prod["services"]:
-        if service["build_status"] != "NOT_BUILT":
-            assert staged[service["name"]] == service["commit"]
-
-
-def test_given_a_second_start_while_a_train_runs_then_it_is_refused_and_the_first_unaffected() -> None:
-    result = simulate(ROOT / "fleet.yaml", load_scenario(SCENARIOS / "second-start.yaml"), ROOT)
-    assert result.second_start is not None
-    assert result.second_start["status"] == "FAILED"
-    assert result.second_start["error"] in {"ReleaseInProgress", "ReleaseAlreadyExists"}
-    assert result.status == "SUCCEEDED"
-
-
-def test_given_throttled_start_builds_then_they_are_retried_and_the_release_succeeds() -> None:
-    result = simulate(ROOT / "fleet.yaml", load_scenario(SCENARIOS / "build-throttled.yaml"), ROOT)
-    assert result.builds_throttled == 2
-    assert result.status == "SUCCEEDED"
-
-
-def test_given_malformed_input_then_it_is_rejected_before_any_side_effect() -> None:
-    result = simulate(ROOT / "fleet.yaml", load_scenario(SCENARIOS / "malformed-input.yaml"), ROOT)
-    assert result.execution_error == "InvalidInput"
-    assert result.release_id is None  # no release record
-    assert result.builds_started == 0
+    result: SimulationResult = request.getfixturevalue(name.replace("-", "_"))
+    assert result.execution_status != "RUNNING"
+    for release in result.fleet_releases:  # invariant 3: nothing left RUNNING
+        assert release["status"] in TERMINAL
+    if result.release_id is not None:
+        assert result.status in TERMINAL
+        assert result.reason.strip()
     assert result.lock_held_after is False
+    assert not [b for b in result.builds if b["status"] == "IN_PROGRESS"], "a build was left running"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_given_any_scenario_when_prod_builds_then_each_builds_the_commit_that_succeeded_in_staging(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    result: SimulationResult = request.getfixturevalue(name.replace("-", "_"))
+    staging_ok = {b["service"]: b["commit"] for b in _service_builds(result, "staging") if b["status"] == "SUCCEEDED"}
+    for build in _service_builds(result, "prod"):  # invariant 1
+        assert build["service"] in staging_ok, f"{build['service']} reached prod without a successful staging build"
+        assert build["commit"] == staging_ok[build["service"]]
+        assert build["release_id"] == result.release_id
+
+
+# --- happy path ---------------------------------------------------------------------------------------------------
+
+
+def test_given_a_healthy_week_when_the_train_runs_then_it_succeeds_with_both_gates_promoting(
+    happy_path: SimulationResult,
+) -> None:
+    assert (happy_path.status, happy_path.reason) == ("SUCCEEDED", "all stages promoted")
+    assert happy_path.execution_status == "SUCCEEDED"
+    assert {g["stage"]: (g["verdict"], g["reasons"]) for g in happy_path.gates} == {
+        "staging": ("PROMOTE", []),
+        "prod": ("PROMOTE", []),
+    }
+
+
+def test_given_a_healthy_week_when_the_train_runs_then_each_stage_builds_every_service_once_at_its_head_commit(
+    happy_path: SimulationResult,
+) -> None:
+    expected = _head("happy-path", SERVICES)
+    assert _built(happy_path, "staging") == expected
+    assert _built(happy_path, "prod") == expected
+
+
+def test_given_a_healthy_week_when_the_train_runs_then_waves_start_in_order_within_each_stage(
+    happy_path: SimulationResult,
+) -> None:
+    for stage in ("staging", "prod"):
+        waves = [WAVE[b["service"]] for b in _service_builds(happy_path, stage)]  # builds in start order
+        assert waves == sorted(waves)
+
+
+# --- nothing to release, freeze -----------------------------------------------------------------------------------
+
+
+def test_given_no_branch_moved_when_the_schedule_fires_then_nothing_is_released_and_nothing_built(
+    nothing_changed: SimulationResult,
+) -> None:
+    assert nothing_changed.status == "NOTHING_TO_RELEASE"
+    assert nothing_changed.reason == "no service changed since 2026-W47"
+    assert nothing_changed.execution_status == "SUCCEEDED"
+    assert nothing_changed.builds == []
+    assert nothing_changed.gates == []
+
+
+def test_given_a_freeze_window_when_the_schedule_fires_then_the_release_is_blocked_before_any_build(
+    freeze_window: SimulationResult,
+) -> None:
+    assert freeze_window.status == "BLOCKED"
+    assert "freeze window 'scenario freeze'" in freeze_window.reason
+    assert "next open time" in freeze_window.reason
+    assert freeze_window.builds == []
+    assert freeze_window.gates == []
+
+
+# --- staging failures: nothing reaches prod -----------------------------------------------------------------------
+
+
+def test_given_a_staging_build_fails_when_its_wave_ends_then_the_release_fails_naming_the_build(
+    staging_build_fails: SimulationResult,
+) -> None:
+    assert staging_build_fails.status == "FAILED"
+    assert "staging wave 2" in staging_build_fails.reason
+    assert "catalog (FAILED)" in staging_build_fails.reason
+    assert _ledger_status(staging_build_fails, "staging")["catalog"] == "FAILED"
+
+
+def test_given_a_staging_build_fails_when_its_wave_ends_then_no_later_wave_no_tests_and_no_prod_build_run(
+    staging_build_fails: SimulationResult,
+) -> None:
+    assert set(_built(staging_build_fails, "staging")) == {s for s in SERVICES if WAVE[s] <= 2}
+    assert _test_runs(staging_build_fails, "staging") == []
+    assert _service_builds(staging_build_fails, "prod") == []
+    assert staging_build_fails.gates == []
+
+
+def test_given_staging_tests_fail_when_the_gate_evaluates_then_it_blocks_on_the_failed_tests(
+    staging_tests_fail: SimulationResult,
+) -> None:
+    assert staging_tests_fail.status == "BLOCKED"
+    assert "tests failed: 3 of 120" in staging_tests_fail.reason
+    gate = _gate(staging_tests_fail, "staging")
+    assert gate is not None
+    assert (gate["verdict"], gate["reasons"]) == ("BLOCK", ["tests failed: 3 of 120"])
+    assert _service_builds(staging_tests_fail, "prod") == []
+
+
+def test_given_a_test_run_without_a_report_when_the_gate_evaluates_then_missing_evidence_blocks(
+    staging_tests_no_report: SimulationResult,
+) -> None:
+    runs = _test_runs(staging_tests_no_report, "staging")
+    assert [r["status"] for r in runs] == ["SUCCEEDED"]  # the run itself passed: only the evidence is missing
+    gate = _gate(staging_tests_no_report, "staging")
+    assert gate is not None
+    assert gate["verdict"] == "BLOCK"
+    assert gate["reasons"] == ["evidence missing: no test report for this release and stage"]
+    assert staging_tests_no_report.status == "BLOCKED"
+    assert _service_builds(staging_tests_no_report, "prod") == []
+
+
+def test_given_an_alarm_during_the_bake_when_it_recovers_before_the_gate_then_the_gate_still_blocks(
+    alarm_during_bake: SimulationResult,
+) -> None:
+    gate = _gate(alarm_during_bake, "staging")
+    assert gate is not None
+    assert gate["reasons"] == ["alarm staging-checkout-latency went to ALARM during the bake"]
+    assert alarm_during_bake.status == "BLOCKED"
+    assert "staging-checkout-latency" in alarm_during_bake.reason
+    assert _service_builds(alarm_during_bake, "prod") == []
+
+
+def test_given_an_operator_hold_when_the_gate_evaluates_then_it_blocks_with_the_holds_reason_and_author(
+    operator_hold: SimulationResult,
+) -> None:
+    assert operator_hold.status == "BLOCKED"
+    assert "hold on the fleet by oncall@example.com: incident INC-4711 in progress" in operator_hold.reason
+    assert _service_builds(operator_hold, "prod") == []
+
+
+# --- approval -----------------------------------------------------------------------------------------------------
+
+
+def test_given_prod_needs_approval_when_it_is_approved_then_the_release_succeeds_with_the_approver_recorded(
+    approval_approved: SimulationResult,
+) -> None:
+    assert approval_approved.status == "SUCCEEDED"
+    [approval] = approval_approved.approvals
+    assert (approval["stage"], approval["status"], approval["decided_by"], approval["reason"]) == (
+        "prod",
+        "APPROVED",
+        "alice@example.com",
+        "canary numbers look good",
+    )
+
+
+def test_given_prod_needs_approval_when_it_is_rejected_then_the_release_is_blocked_with_the_approvers_reason(
+    approval_rejected: SimulationResult,
+) -> None:
+    assert approval_rejected.status == "BLOCKED"
+    assert approval_rejected.reason == "ApprovalRejected: rejected by bob@example.com: marketing launch moved"
+    [approval] = approval_rejected.approvals
+    assert (approval["status"], approval["decided_by"]) == ("REJECTED", "bob@example.com")
+    assert _gate(approval_rejected, "prod") is None
+
+
+def test_given_prod_needs_approval_when_nobody_answers_then_it_times_out_blocked(
+    approval_timeout: SimulationResult,
+) -> None:
+    assert approval_timeout.status == "BLOCKED"
+    assert approval_timeout.reason.startswith("ApprovalTimedOut: ")
+    [approval] = approval_timeout.approvals
+    assert approval["status"] == "TIMED_OUT"
+    # the 24 h approval timeout passed in virtual time, after the 2-day staging and 1-hour prod bakes
+    assert approval_timeout.virtual_duration_s >= 2 * 86400 + 3600 + 86400
+    assert _gate(approval_timeout, "prod") is None
+
+
+# --- cancel -------------------------------------------------------------------------------------------------------
+
+
+def test_given_builds_running_when_the_operator_cancels_then_the_release_is_cancelled_with_the_operators_cause(
+    cancel_during_builds: SimulationResult,
+) -> None:
+    assert cancel_during_builds.execution_status == "ABORTED"
+    assert cancel_during_builds.status == "CANCELLED"
+    assert cancel_during_builds.reason == "execution ABORTED: scenario: operator cancelled at Build (staging)"
+
+
+def test_given_builds_running_when_the_operator_cancels_then_the_clean_up_stops_exactly_the_running_builds(
+    cancel_during_builds: SimulationResult,
+) -> None:
+    assert cancel_during_builds.cleanup is not None
+    stopped = cancel_during_builds.cleanup["stopped_builds"]
+    assert stopped
+    assert sorted(stopped) == sorted(b["id"] for b in cancel_during_builds.builds if b["status"] == "STOPPED")
+    assert {WAVE[b["service"]] for b in _service_builds(cancel_during_builds, "staging")} == {1}
+    assert _service_builds(cancel_during_builds, "prod") == []
+
+
+def test_given_a_cancelled_release_when_eventbridge_delivers_the_status_change_again_then_nothing_changes(
+    cancel_during_builds: SimulationResult,
+) -> None:
+    assert cancel_during_builds.cleanup is not None
+    assert cancel_during_builds.cleanup["closed"] is True
+    [again] = cancel_during_builds.cleanup_redeliveries
+    assert again == {"release_id": cancel_during_builds.release_id, "closed": False, "stopped_builds": []}
+    assert cancel_during_builds.status == "CANCELLED"
+    assert [e["kind"] for e in cancel_during_builds.events].count("cleaned_up") == 1
+    assert cancel_during_builds.lock_held_after is False
+
+
+def test_given_the_staging_bake_when_the_operator_cancels_then_the_release_is_cancelled_and_prod_never_builds(
+    cancel_during_bake: SimulationResult,
+) -> None:
+    assert (cancel_during_bake.execution_status, cancel_during_bake.status) == ("ABORTED", "CANCELLED")
+    assert cancel_during_bake.reason == "execution ABORTED: scenario: operator cancelled at Bake (staging)"
+    assert _built(cancel_during_bake, "staging") == _head("cancel-during-bake", SERVICES)
+    assert cancel_during_bake.cleanup is not None
+    assert cancel_during_bake.cleanup["stopped_builds"] == []  # every staging build had finished
+    assert _service_builds(cancel_during_bake, "prod") == []
+    assert cancel_during_bake.gates == []
+
+
+# --- one train at a time ------------------------------------------------------------------------------------------
+
+
+def test_given_a_train_running_when_the_same_schedule_fires_again_then_the_start_is_refused_as_already_existing(
+    second_start: SimulationResult,
+) -> None:
+    assert second_start.second_start is not None
+    assert second_start.second_start["status"] == "FAILED"
+    assert second_start.second_start["error"] == "ReleaseAlreadyExists"
+    assert "already running" in second_start.second_start["cause"]
+
+
+def test_given_a_refused_second_start_when_the_first_train_goes_on_then_it_is_unaffected(
+    second_start: SimulationResult,
+) -> None:
+    assert second_start.status == "SUCCEEDED"
+    assert [r["release_id"] for r in second_start.fleet_releases] == [second_start.release_id]
+    assert _built(second_start, "staging") == _head("second-start", SERVICES)
+    assert _built(second_start, "prod") == _head("second-start", SERVICES)
+    assert "lock_reclaimed" not in [e["kind"] for e in second_start.events]
+
+
+def test_given_a_manual_train_running_when_the_schedule_fires_then_the_start_is_refused_as_in_progress(
+    second_start_other_release: SimulationResult,
+) -> None:
+    result = second_start_other_release
+    assert result.second_start is not None
+    assert result.second_start["error"] == "ReleaseInProgress"
+    assert "refused, not queued" in result.second_start["cause"]
+    assert result.release_id == "2026-W48-hotfix"
+    assert result.status == "SUCCEEDED"
+    assert [r["release_id"] for r in result.fleet_releases] == ["2026-W48-hotfix"]  # no record for the refused one
+
+
+# --- prod failures ------------------------------------------------------------------------------------------------
+
+
+def test_given_a_prod_wave_1_build_fails_when_the_wave_ends_then_the_release_fails_and_wave_2_never_starts(
+    prod_wave1_fails: SimulationResult,
+) -> None:
+    assert prod_wave1_fails.status == "FAILED"
+    assert "prod wave 1" in prod_wave1_fails.reason
+    assert "identity (FAILED)" in prod_wave1_fails.reason
+    assert set(_built(prod_wave1_fails, "prod")) == {s for s in SERVICES if WAVE[s] == 1}
+    ledger = _ledger_status(prod_wave1_fails, "prod")
+    assert (ledger["identity"], ledger["company-service"]) == ("FAILED", "SUCCEEDED")
+    assert {ledger[s] for s in SERVICES if WAVE[s] > 1} == {"NOT_BUILT"}
+    assert _gate(prod_wave1_fails, "prod") is None
+
+
+def test_given_a_prod_build_times_out_when_its_wave_ends_then_the_release_fails_with_codebuilds_verdict(
+    prod_build_fails: SimulationResult,
+) -> None:
+    assert prod_build_fails.status == "FAILED"
+    assert "prod wave 3" in prod_build_fails.reason
+    assert "payments (TIMED_OUT)" in prod_build_fails.reason
+    ledger = _ledger_status(prod_build_fails, "prod")
+    assert ledger["payments"] == "TIMED_OUT"
+    assert {ledger[s] for s in SERVICES if WAVE[s] < 3} == {"SUCCEEDED"}
+    assert "succeeded" not in [e["kind"] for e in prod_build_fails.events]
+
+
+# --- input, throttling, subsets -----------------------------------------------------------------------------------
+
+
+def test_given_malformed_execution_input_when_the_train_starts_then_it_is_rejected_with_the_field_named(
+    malformed_input: SimulationResult,
+) -> None:
+    assert malformed_input.execution_error == "InvalidInput"
+    assert malformed_input.reason.startswith("InvalidInput: execution input is invalid")
+    assert "services" in malformed_input.reason
+    assert "got: 42" in malformed_input.reason
+    assert "stackTrace" not in malformed_input.reason
+
+
+def test_given_malformed_execution_input_when_the_train_starts_then_nothing_is_written_built_or_locked(
+    malformed_input: SimulationResult,
+) -> None:
+    assert malformed_input.release_id is None
+    assert malformed_input.fleet_releases == []
+    assert malformed_input.builds == []
+    assert malformed_input.lock_held_after is False
+    assert set(malformed_input.invocations) - {"CleanupExecutionFunction"} == {"PlanReleaseFunction"}
+
+
+def test_given_startbuild_throttled_twice_when_the_build_state_retries_then_the_release_succeeds(
+    build_throttled: SimulationResult,
+) -> None:
+    assert build_throttled.builds_throttled == 2
+    assert build_throttled.status == "SUCCEEDED"
+    assert _built(build_throttled, "staging") == _head("build-throttled", SERVICES)  # identity built once, not 3x
+
+
+def test_given_a_named_subset_when_started_manually_then_exactly_those_services_ride_both_stages(
+    named_subset: SimulationResult,
+) -> None:
+    riding = {"identity", "orders"}
+    assert named_subset.status == "SUCCEEDED"
+    assert {s["name"] for s in named_subset.stages[0]["services"]} == riding
+    assert _built(named_subset, "staging") == _head("named-subset", riding)
+    assert _built(named_subset, "prod") == _head("named-subset", riding)
