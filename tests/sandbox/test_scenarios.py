@@ -274,9 +274,10 @@ def test_given_builds_running_when_the_operator_cancels_then_the_clean_up_stops_
     cancel_during_builds: SimulationResult,
 ) -> None:
     assert cancel_during_builds.cleanup is not None
-    stopped = cancel_during_builds.cleanup["stopped_builds"]
+    stopped = set(cancel_during_builds.cleanup["stopped_builds"])
     assert stopped
-    assert sorted(stopped) == sorted(b["id"] for b in cancel_during_builds.builds if b["status"] == "STOPPED")
+    # what it stopped is now STOPPED (Step Functions' own best-effort StopBuild may have stopped others first)
+    assert stopped <= {b["id"] for b in cancel_during_builds.builds if b["status"] == "STOPPED"}
     assert {WAVE[b["service"]] for b in _service_builds(cancel_during_builds, "staging")} == {1}
     assert _service_builds(cancel_during_builds, "prod") == []
 
