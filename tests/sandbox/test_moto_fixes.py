@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +202,36 @@ def test_given_a_stop_during_a_map_when_stopped_then_the_execution_is_aborted_wi
     assert result["status"] == "ABORTED"
     assert result.get("error") == "OperatorCancelled"
     assert result.get("cause") == "test stop"
+
+
+def test_given_a_sync_build_when_the_execution_stops_as_it_is_submitted_then_step_functions_stops_the_build(
+    aws: dict[str, Any],
+) -> None:
+    from trainctl.sandbox.observer import observers
+
+    world = aws["world"]
+    world.scenario = Scenario(builds={"staging": {"slow": BuildBehaviour(duration=timedelta(days=1))}})
+    world.register_project("slow-staging", "staging", "slow")
+    sfn = aws["sfn"]
+
+    def stop_on_submit(event_type: str, details: dict[str, Any]) -> None:
+        # The hardest moment: the build exists, moto has not polled it once yet.
+        if event_type == "TaskSubmitted":
+            arn = sfn.list_executions(stateMachineArn=machine)["executions"][0]["executionArn"]
+            sfn.stop_execution(executionArn=arn, error="OperatorCancelled", cause="test stop")
+
+    machine = sfn.create_state_machine(
+        name="stopper", definition=json.dumps(_build_definition("slow-staging")), roleArn=ROLE
+    )["stateMachineArn"]
+    observers.append(stop_on_submit)
+    try:
+        execution = sfn.start_execution(stateMachineArn=machine, name="e1", input="{}")["executionArn"]
+        for _ in range(2000):
+            if sfn.describe_execution(executionArn=execution)["status"] != "RUNNING":
+                break
+            time.sleep(0.005)
+    finally:
+        observers.remove(stop_on_submit)
+    assert sfn.describe_execution(executionArn=execution)["status"] == "ABORTED"
+    (build,) = world.builds.values()
+    assert build.status(aws["clock"].elapsed) == "STOPPED"  # no clean-up ran here: the stop is Step Functions'

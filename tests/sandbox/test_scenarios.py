@@ -270,14 +270,15 @@ def test_given_builds_running_when_the_operator_cancels_then_the_release_is_canc
     assert cancel_during_builds.reason == "execution ABORTED: scenario: operator cancelled at Build (staging)"
 
 
-def test_given_builds_running_when_the_operator_cancels_then_the_clean_up_stops_exactly_the_running_builds(
+def test_given_builds_running_when_the_operator_cancels_then_every_running_build_is_stopped(
     cancel_during_builds: SimulationResult,
 ) -> None:
     assert cancel_during_builds.cleanup is not None
-    stopped = set(cancel_during_builds.cleanup["stopped_builds"])
-    assert stopped
-    # what it stopped is now STOPPED (Step Functions' own best-effort StopBuild may have stopped others first)
-    assert stopped <= {b["id"] for b in cancel_during_builds.builds if b["status"] == "STOPPED"}
+    stopped_now = {b["id"] for b in cancel_during_builds.builds if b["status"] == "STOPPED"}
+    # Step Functions stops the .sync builds of a stopped execution itself; the clean-up stops whatever it missed.
+    assert stopped_now
+    assert set(cancel_during_builds.cleanup["stopped_builds"]) <= stopped_now
+    assert all(b["status"] != "IN_PROGRESS" for b in cancel_during_builds.builds)
     assert {WAVE[b["service"]] for b in _service_builds(cancel_during_builds, "staging")} == {1}
     assert _service_builds(cancel_during_builds, "prod") == []
 

@@ -144,6 +144,26 @@ class StateTaskServiceCodeBuild(StateTaskServiceCallback):  # type: ignore[misc]
         response.pop("ResponseMetadata", None)
         env.stack.append(_sfn_cased(response))
 
+    def _eval_sync(
+        self,
+        env: Any,
+        sync_resolver: Callable[[], Any] | None,
+        timeout_seconds: int | None,
+        callback_endpoint: Any,
+        heartbeat_endpoint: Any,
+    ) -> Any:
+        outcome = super()._eval_sync(
+            env=env,
+            sync_resolver=sync_resolver,
+            timeout_seconds=timeout_seconds,
+            callback_endpoint=callback_endpoint,
+            heartbeat_endpoint=heartbeat_endpoint,
+        )
+        if sync_resolver is not None and not env.is_running():
+            # Stopped before moto polled even once (its loop checks is_running first): the build still runs.
+            sync_resolver()
+        return outcome
+
     def _build_sync_resolver(
         self, env: Any, resource_runtime_part: Any, normalised_parameters: dict[str, Any], state_credentials: Any
     ) -> Callable[[], Any] | None:
@@ -152,15 +172,18 @@ class StateTaskServiceCodeBuild(StateTaskServiceCallback):  # type: ignore[misc]
         client = self._client(resource_runtime_part, state_credentials)
         world, clock = emulators.active(), vclock.active()
 
+        stopped = False
+
         def resolve() -> Any:
-            if world is not None and clock is not None:
+            nonlocal stopped
+            if world is not None and clock is not None and env.is_running():
                 # Wait (in virtual time) exactly until the emulated build ends, or until the execution stops.
-                left = world.seconds_left(build_id)
-                if left > 0 and not clock.sleep(left, env.program_state_event):
-                    pass
+                clock.sleep(world.seconds_left(build_id), env.program_state_event)
             if not env.is_running():
                 # The execution was stopped while the build ran: Step Functions stops the build (best effort).
-                client.stop_build(id=build_id)
+                if not stopped:
+                    stopped = True
+                    client.stop_build(id=build_id)
                 return None
             build = client.batch_get_builds(ids=[build_id])["builds"][0]
             status = build["buildStatus"]
