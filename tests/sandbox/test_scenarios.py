@@ -97,11 +97,18 @@ def test_given_any_scenario_when_prod_builds_then_each_builds_the_commit_that_su
     name: str, request: pytest.FixtureRequest
 ) -> None:
     result: SimulationResult = request.getfixturevalue(name.replace("-", "_"))
-    staging_ok = {b["service"]: b["commit"] for b in _service_builds(result, "staging") if b["status"] == "SUCCEEDED"}
+    # per release: a scenario may run two trains (a newer one superseding a pending approval)
+    staging_ok = {
+        (b["release_id"], b["service"]): b["commit"]
+        for b in _service_builds(result, "staging")
+        if b["status"] == "SUCCEEDED"
+    }
+    releases = {r["release_id"] for r in result.fleet_releases}
     for build in _service_builds(result, "prod"):  # invariant 1
-        assert build["service"] in staging_ok, f"{build['service']} reached prod without a successful staging build"
-        assert build["commit"] == staging_ok[build["service"]]
-        assert build["release_id"] == result.release_id
+        key = (build["release_id"], build["service"])
+        assert key in staging_ok, f"{key} reached prod without a successful staging build in the same release"
+        assert build["commit"] == staging_ok[key]
+        assert build["release_id"] in releases
 
 
 # --- happy path ---------------------------------------------------------------------------------------------------
@@ -339,6 +346,23 @@ def test_given_a_manual_train_running_when_the_schedule_fires_then_the_start_is_
     assert result.release_id == "2026-W48-hotfix"
     assert result.status == "SUCCEEDED"
     assert [r["release_id"] for r in result.fleet_releases] == ["2026-W48-hotfix"]  # no record for the refused one
+
+
+def test_given_a_train_waiting_for_approval_when_next_weeks_schedule_fires_then_the_newer_release_supersedes_it(
+    approval_superseded: SimulationResult,
+) -> None:
+    result = approval_superseded
+    assert result.release_id == "2026-W48"
+    assert result.status == "BLOCKED"
+    assert result.reason == "ApprovalRejected: superseded by release 2026-W49"
+    [approval] = result.approvals
+    assert (approval["status"], approval["decided_by"]) == ("SUPERSEDED", "release-train")
+    # the newer train planned and ran (it was not refused); one record per release, and the lock ends free
+    assert sorted(r["release_id"] for r in result.fleet_releases) == ["2026-W48", "2026-W49"]
+    assert result.second_start is not None
+    assert result.second_start["error"] != "ReleaseInProgress"
+    assert {b["release_id"] for b in result.builds} == {"2026-W48", "2026-W49"}
+    assert result.lock_held_after is False
 
 
 # --- prod failures ------------------------------------------------------------------------------------------------

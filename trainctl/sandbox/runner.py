@@ -26,7 +26,7 @@ import yaml
 
 from release_train.domain.fleet import CodeCommitSource, Fleet, GitHubSource, parse_fleet
 from trainctl.sandbox import moto_fixes
-from trainctl.sandbox.scenario import Scenario
+from trainctl.sandbox.scenario import OperatorAction, Scenario
 
 REGION = "us-east-1"
 # ~0.35 s of wall time for a 2-day bake; override with --time-scale.
@@ -185,7 +185,9 @@ class _Run:
         self.execution_arn = ""
         self.threads: list[threading.Thread] = []
         self.redeliveries: list[dict[str, Any] | None] = []
-        self._pending: list[tuple[str, str, str | None]] = []  # operator actions waiting for their task to start
+        self._pending: list[
+            tuple[OperatorAction, str, str | None]
+        ] = []  # operator actions waiting for their task to start
         self._pending_waits_for_job = False
         self._pending_lock = threading.Lock()
         self.deployments: list[dict[str, Any]] = []
@@ -316,9 +318,9 @@ class _Run:
             }
         return self._result(status, cleanup, wall_start)
 
-    def _schedule_input(self) -> dict[str, Any]:
+    def _schedule_input(self, at: datetime | None = None) -> dict[str, Any]:
         text = json.dumps(self.stack.schedule_input)
-        when = self.scenario.schedule_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        when = (at or self.scenario.schedule_time).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return dict(json.loads(text.replace("<aws.scheduler.scheduled-time>", when)))
 
     def _start(self, execution_input: dict[str, Any]) -> str:
@@ -391,19 +393,19 @@ class _Run:
         stage = _stage_of(state_input)
         self.seen[(str(state), stage)] += 1
         self.seen[(str(state), None)] += 1 if stage else 0
-        due: list[tuple[str, str, str | None]] = []
+        due: list[tuple[OperatorAction, str, str | None]] = []
         for action in self.scenario.operator:
             if action.at_state == state and action.stage in (None, stage):
                 count = self.seen[(state, action.stage)] if action.stage else self.seen[(state, None)]
                 if count == action.occurrence:
-                    due.append((action.action, str(state), stage))
+                    due.append((action, str(state), stage))
         if event_type == "TaskStateEntered" and due:
             # People act while a task's work is under way (a build running), not before it starts: see _task_progress.
             with self._pending_lock:
                 self._pending, self._pending_waits_for_job = due, False
         else:
-            for action_name, at, in_stage in due:
-                self._operator(action_name, at, in_stage)
+            for action, at, in_stage in due:
+                self._operator(action, at, in_stage)
         if state == "Bake":
             self._alarms_during_bake(stage)
         if state == "RequestApproval":
@@ -427,18 +429,30 @@ class _Run:
             if event_type != "TaskSubmitted" and (event_type != "TaskStarted" or self._pending_waits_for_job):
                 return
             self._pending = []
-        for action_name, at, in_stage in due:
-            self._operator(action_name, at, in_stage)
+        for action, at, in_stage in due:
+            self._operator(action, at, in_stage)
 
-    def _operator(self, action: str, state: str, stage: str | None) -> None:
-        if action == "cancel":
+    def _operator(self, action: OperatorAction, state: str, stage: str | None) -> None:
+        if action.action == "cancel":
             self.sfn.stop_execution(
                 executionArn=self.execution_arn,
                 error="OperatorCancelled",
                 cause=f"scenario: operator cancelled at {state} ({stage})",
             )
-        elif action == "second_start" and self.second_arn is None:
-            self.second_arn = self._start(self._schedule_input())
+        elif action.action == "second_start" and self.second_arn is None:
+            self.second_arn = self._start(self._schedule_input(action.schedule_time))
+            self._until_planned(self.second_arn)
+
+    def _until_planned(self, arn: str) -> None:
+        """Hold this execution until the other one has planned: planning takes no virtual time, so the world must not
+        move on (a scaled approval timeout would otherwise race the newer train's supersede)."""
+        done = {"TaskStateExited", "ExecutionFailed", "ExecutionSucceeded", "ExecutionAborted"}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            events = self.sfn.get_execution_history(executionArn=arn, maxResults=100)["events"]
+            if any(e["type"] in done for e in events):
+                return
+            time.sleep(0.005)
 
     def _alarms_during_bake(self, stage: str | None) -> None:
         import boto3

@@ -63,6 +63,11 @@ class OperatorAction(_Model):
     )
     stage: str | None = None
     occurrence: Annotated[int, Field(ge=1)] = 1
+    schedule_time: datetime | None = Field(
+        default=None,
+        description="second_start only: the schedule fires for this time (default: the same firing again); "
+        "a later week while the first train waits for approval supersedes it",
+    )
 
 
 class HookBehaviour(_Model):
