@@ -1,6 +1,6 @@
 """PostTraffic hook (CodeDeploy AfterAllowTraffic): checks the new version once it takes all the traffic.
 
-Deployed as CodeDeployHook_<stack>-post-traffic: the AWS-managed CodeDeploy role for Lambda may only invoke functions
+Deployed as CodeDeployHook_<stack>_PostTraffic: the AWS-managed CodeDeploy role for Lambda may only invoke functions
 whose name starts with CodeDeployHook_ (see docs/hooks.md). No Tracer here: the X-Ray SDK costs ~160 ms of import.
 """
 

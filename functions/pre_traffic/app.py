@@ -1,6 +1,6 @@
 """PreTraffic hook (CodeDeploy BeforeAllowTraffic): checks the new version before it gets any traffic.
 
-Deployed as CodeDeployHook_<stack>-pre-traffic: the AWS-managed CodeDeploy role for Lambda may only invoke functions
+Deployed as CodeDeployHook_<stack>_PreTraffic: the AWS-managed CodeDeploy role for Lambda may only invoke functions
 whose name starts with CodeDeployHook_ (see docs/hooks.md). No Tracer here: the X-Ray SDK costs ~160 ms of import.
 """
 
