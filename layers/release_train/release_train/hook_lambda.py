@@ -195,3 +195,36 @@ class HookRuntime:
             self.logger.info("hook Succeeded", extra=summary)
         else:
             self.logger.warning("hook Failed", extra=summary)
+
+
+def hook_from_environment(phase: HookPhase) -> tuple[Logger, Metrics, HookRuntime]:
+    """What a hook module builds at import: both hooks are this, with their own phase (one place to change)."""
+    import os
+
+    from release_train.adapters.check_runners import ExpressExecutor, HttpRequester, LambdaInvoker
+    from release_train.adapters.checks_store import SsmChecksSource
+    from release_train.adapters.codedeploy import CodeDeployDeployments, CodeDeployStatusReporter
+
+    settings = HookSettings(
+        phase=phase,
+        idempotency_table=os.environ.get("IDEMPOTENCY_TABLE"),
+        safety_margin_ms=int(os.environ.get("HOOK_SAFETY_MARGIN_MS", "10000")),
+        idempotency_ttl_s=int(os.environ.get("HOOK_IDEMPOTENCY_TTL_SECONDS", "86400")),
+    )
+    checks_prefix = os.environ.get("CHECKS_PARAMETER_PREFIX", "/release-train/checks")
+
+    def build_service(log: Logger) -> TrafficHookService:
+        # Clients are built on first use (adapters.hook_clients): cheap import, and created after any sandbox mock.
+        return TrafficHookService(
+            deployments=CodeDeployDeployments(),
+            reporter=CodeDeployStatusReporter(),
+            checks=SsmChecksSource(prefix=checks_prefix),
+            invoker=LambdaInvoker(),
+            http=HttpRequester(),
+            express=ExpressExecutor(),
+            log=log,
+        )
+
+    logger = Logger()
+    metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE))
+    return logger, metrics, HookRuntime(settings, logger, metrics, build_service)
