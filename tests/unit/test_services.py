@@ -523,3 +523,64 @@ def test_given_a_promoted_release_when_finalized_then_it_becomes_the_baseline(wo
     world.closer().finalize("2026-W48")
 
     assert world.ledger.baseline("acme") == ("2026-W48", HEADS)
+
+
+# --- approval packet ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeEvidence:
+    """The gate's collection as the approval packet sees it."""
+
+    result: Any = None
+    error: Exception | None = None
+
+    def collect(self, state: dict[str, Any]) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def _prod_state() -> dict[str, Any]:
+    return {"release_id": "2026-W48", "stage": {"name": "prod"}, "tests": {"build_id": "train-e2e-prod:1"}}
+
+
+def test_given_a_stage_waiting_for_approval_when_asked_then_the_packet_previews_what_the_gate_will_see(
+    world: World,
+) -> None:
+    from release_train.domain.release import AlarmEvidence, Evidence, Hold, TestEvidence
+    from release_train.services import ApprovalService
+
+    world.plan(EXEC_A)
+    evidence = Evidence(stage="prod", builds_succeeded=True, tests_expected=True, alarms_expected=True)
+    evidence.tests = TestEvidence(("arn:report",), total=50, passed=49, failed=1)
+    evidence.alarms = [AlarmEvidence("prod-api-5xx", "OK", fired_during_bake=True)]
+    evidence.holds = [Hold("*", "incident 7", "oncall")]
+    service = ApprovalService(world.ledger, world.executions, world.notifier, world.clock, FakeEvidence(evidence))
+
+    service.request("2026-W48", "prod", "token-1", _prod_state())
+
+    [(_, body)] = [(s, b) for s, b in world.notifier.sent if b.get("kind") == "approval"]
+    preview = body["this_stage"]
+    assert preview["tests"] == {"report_arns": ["arn:report"], "total": 50, "passed": 49, "failed": 1}
+    assert preview["alarms"] == ["prod-api-5xx: OK (fired during the bake)"]
+    assert preview["holds"] == ["*: incident 7 (oncall)"]
+    assert "tests failed: 1 of 50" in preview["gate_would_block_for"]
+    assert "hold on the fleet by oncall: incident 7" in preview["gate_would_block_for"]
+
+
+def test_given_unreadable_evidence_when_approval_is_asked_then_the_packet_still_goes_out_saying_so(
+    world: World,
+) -> None:
+    from release_train.services import ApprovalService
+
+    world.plan(EXEC_A)
+    broken = FakeEvidence(error=RuntimeError("cloudwatch down"))
+    service = ApprovalService(world.ledger, world.executions, world.notifier, world.clock, broken)
+
+    service.request("2026-W48", "prod", "token-1", _prod_state())
+
+    approval = world.ledger.approval("2026-W48", "prod")
+    assert approval is not None and approval.status == "PENDING"
+    [body] = [b for _, b in world.notifier.sent if b.get("kind") == "approval"]
+    assert body["this_stage"] == {"unavailable": "RuntimeError: cloudwatch down"}

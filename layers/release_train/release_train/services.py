@@ -375,6 +375,24 @@ class GateService:
 
     def evaluate(self, state: dict[str, Any]) -> dict[str, Any]:
         release_id, stage_name = state["release_id"], state["stage"]["name"]
+        evidence = self.collect(state)
+        now = self._clock.now()
+        decision = decide(evidence)
+        evidence_doc = asdict(evidence)
+        self._ledger.put_gate(release_id, stage_name, decision.verdict.value, list(decision.reasons), evidence_doc)
+        self._ledger.add_event(
+            release_id,
+            "gate",
+            {"stage": stage_name, "verdict": decision.verdict.value, "reasons": list(decision.reasons)},
+            now,
+        )
+        if decision.reasons:
+            raise GateBlocked(f"{stage_name}: " + "; ".join(decision.reasons))
+        return {"stage": stage_name, "verdict": decision.verdict.value}
+
+    def collect(self, state: dict[str, Any]) -> Evidence:
+        """Everything the gate looks at for this stage iteration's state, read now; None where unreadable."""
+        release_id, stage_name = state["release_id"], state["stage"]["name"]
         ctx = _ReleaseContext(self._ledger, release_id)
         stage = ctx.fleet.stages[ctx.stage_index(stage_name)]
         now = self._clock.now()
@@ -411,19 +429,7 @@ class GateService:
             evidence.missing.append(f"holds unreadable: {exc}")
         frozen = ctx.fleet.freeze_at(now)
         evidence.freeze_reason = f"{frozen.reason} until {_iso(frozen.end)}" if frozen else None
-
-        decision = decide(evidence)
-        evidence_doc = asdict(evidence)
-        self._ledger.put_gate(release_id, stage_name, decision.verdict.value, list(decision.reasons), evidence_doc)
-        self._ledger.add_event(
-            release_id,
-            "gate",
-            {"stage": stage_name, "verdict": decision.verdict.value, "reasons": list(decision.reasons)},
-            now,
-        )
-        if decision.reasons:
-            raise GateBlocked(f"{stage_name}: " + "; ".join(decision.reasons))
-        return {"stage": stage_name, "verdict": decision.verdict.value}
+        return evidence
 
     def _bake_started(self, release_id: str, stage: str) -> datetime | None:
         times = [
@@ -437,14 +443,28 @@ class GateService:
 # --- approval -----------------------------------------------------------------------------------------------------
 
 
-class ApprovalService:
-    def __init__(self, ledger: Ledger, executions: ExecutionsPort, notifier: NotifierPort, clock: ClockPort) -> None:
-        self._ledger, self._executions, self._notifier, self._clock = ledger, executions, notifier, clock
+class EvidencePort(Protocol):
+    def collect(self, state: dict[str, Any]) -> Evidence: ...
 
-    def request(self, release_id: str, stage: str, task_token: str) -> dict[str, Any]:
+
+class ApprovalService:
+    def __init__(
+        self,
+        ledger: Ledger,
+        executions: ExecutionsPort,
+        notifier: NotifierPort,
+        clock: ClockPort,
+        evidence: EvidencePort | None = None,
+    ) -> None:
+        self._ledger, self._executions, self._notifier, self._clock = ledger, executions, notifier, clock
+        self._evidence = evidence  # the gate's own collection: the approver sees what the gate will see
+
+    def request(
+        self, release_id: str, stage: str, task_token: str, state: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         ctx = _ReleaseContext(self._ledger, release_id)
         now = self._clock.now()
-        packet = {
+        packet: dict[str, Any] = {
             "release_id": release_id,
             "stage": stage,
             "services": _release_notes(ctx),
@@ -457,6 +477,7 @@ class ApprovalService:
                 }
                 for g in self._ledger.gates(release_id)
             ],
+            "this_stage": self._preview(state),
             "approve": f"trainctl approve {release_id} --stage {stage}",
             "reject": f"trainctl reject {release_id} --stage {stage} --reason '...'",
         }
@@ -469,6 +490,26 @@ class ApprovalService:
             {"kind": "approval", **packet, "lines": packet["services"]},
         )
         return {"stage": stage, "status": "PENDING"}
+
+    def _preview(self, state: dict[str, Any] | None) -> dict[str, Any] | None:
+        """This stage's tests, alarms over the bake, holds and freeze, and what the gate would say about them now."""
+        if self._evidence is None or not state:
+            return None
+        try:
+            evidence = self._evidence.collect(state)
+        except Exception as exc:  # the packet must still go out; the gate itself fails closed later
+            return {"unavailable": f"{type(exc).__name__}: {exc}"}
+        return {
+            "tests": {**asdict(evidence.tests), "report_arns": list(evidence.tests.report_arns)}
+            if evidence.tests
+            else None,
+            "alarms": [
+                f"{a.name}: {a.state_now}" + (" (fired during the bake)" if a.fired_during_bake else "")
+                for a in evidence.alarms or []
+            ],
+            "holds": [f"{h.scope}: {h.reason} ({h.by})" for h in evidence.holds or []],
+            "gate_would_block_for": list(decide(evidence).reasons),
+        }
 
     def decide(self, release_id: str, stage: str, approve: bool, by: str, reason: str = "") -> ApprovalRecord:
         record = self._ledger.approval(release_id, stage)

@@ -55,7 +55,7 @@ def gate_service() -> GateService:
 
 
 def approval_service() -> ApprovalService:
-    return ApprovalService(ledger(), Executions(client("stepfunctions")), notifier(), Clock())
+    return ApprovalService(ledger(), Executions(client("stepfunctions")), notifier(), Clock(), evidence=gate_service())
 
 
 def close_service() -> CloseService:

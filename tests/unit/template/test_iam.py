@@ -127,6 +127,13 @@ _LEDGER_WRITE = [
     ("ledger", "delete_item", LEDGER_TABLE),
     ("ledger", "batch_writer", LEDGER_TABLE),
 ]
+_EVIDENCE = [  # the gate's reads; the approval packet previews them
+    ("codebuild", "batch_get_builds", TEST_PROJECT),
+    ("codebuild", "batch_get_reports", REPORT_GROUP),
+    ("alarms", "describe_alarms", ALARM),
+    ("alarms", "describe_alarm_history", ALARM),
+    ("alarms", "list_tags_for_resource", ALARM),
+]
 _NOTIFY = [("notifier", "publish", TOPIC), ("notifier", "get_secret_value", WEBHOOK_SECRET)]
 HANDLER_CALLS: dict[str, list[tuple[str, str, str]]] = {
     "PlanReleaseFunction": [
@@ -144,16 +151,8 @@ HANDLER_CALLS: dict[str, list[tuple[str, str, str]]] = {
         ("ledger", "put_item", LEDGER_TABLE),
         ("ledger", "batch_writer", LEDGER_TABLE),
     ],
-    "RequestApprovalFunction": [*_LEDGER_READ, ("ledger", "put_item", LEDGER_TABLE), *_NOTIFY],
-    "EvaluateGateFunction": [
-        *_LEDGER_READ,
-        ("ledger", "put_item", LEDGER_TABLE),
-        ("codebuild", "batch_get_builds", TEST_PROJECT),
-        ("codebuild", "batch_get_reports", REPORT_GROUP),
-        ("alarms", "describe_alarms", ALARM),
-        ("alarms", "describe_alarm_history", ALARM),
-        ("alarms", "list_tags_for_resource", ALARM),
-    ],
+    "RequestApprovalFunction": [*_LEDGER_READ, ("ledger", "put_item", LEDGER_TABLE), *_NOTIFY, *_EVIDENCE],
+    "EvaluateGateFunction": [*_LEDGER_READ, ("ledger", "put_item", LEDGER_TABLE), *_EVIDENCE],
     "FinalizeReleaseFunction": [*_LEDGER_WRITE, *_NOTIFY],
     "RecordFailureFunction": [*_LEDGER_WRITE, *_NOTIFY, ("executions", "get_execution_history", EXECUTION)],
     "CleanupExecutionFunction": [
