@@ -235,3 +235,20 @@ def test_given_a_sync_build_when_the_execution_stops_as_it_is_submitted_then_ste
     assert sfn.describe_execution(executionArn=execution)["status"] == "ABORTED"
     (build,) = world.builds.values()
     assert build.status(aws["clock"].elapsed) == "STOPPED"  # no clean-up ran here: the stop is Step Functions'
+
+
+def test_given_a_long_history_when_read_newest_first_in_pages_then_pages_follow_the_api_contract(
+    aws: dict[str, Any],
+) -> None:
+    definition = {"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "B"}, "B": {"Type": "Pass", "End": True}}}
+    sfn = aws["sfn"]
+    _run(sfn, definition)
+    arn = sfn.list_executions(stateMachineArn=sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"])[
+        "executions"
+    ][0]["executionArn"]
+    everything = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    first = sfn.get_execution_history(executionArn=arn, reverseOrder=True, maxResults=2)
+    rest = sfn.get_execution_history(executionArn=arn, reverseOrder=True, maxResults=1000, nextToken=first["nextToken"])
+    assert [e["type"] for e in first["events"]] == ["ExecutionSucceeded", "PassStateExited"]
+    assert [e["id"] for e in first["events"] + rest["events"]] == [e["id"] for e in reversed(everything)]
+    assert "nextToken" not in rest

@@ -432,3 +432,14 @@ def test_given_a_named_subset_when_started_manually_then_exactly_those_services_
     assert {s["name"] for s in named_subset.stages[0]["services"]} == riding
     assert _built(named_subset, "staging") == _head("named-subset", riding)
     assert _built(named_subset, "prod") == _head("named-subset", riding)
+
+
+@pytest.mark.parametrize(
+    ("name", "state"),
+    [("staging-build-fails", "RecordWave"), ("alarm-during-bake", "EvaluateGate"), ("prod-wave1-fails", "RecordWave")],
+)
+def test_given_a_release_that_did_not_ship_when_closed_then_the_ledger_names_the_state_that_failed(
+    name: str, state: str, request: pytest.FixtureRequest
+) -> None:
+    result: SimulationResult = request.getfixturevalue(name.replace("-", "_"))
+    assert result.failed_state == state

@@ -10,6 +10,7 @@ Tested against moto >=5.2.3,<5.3 (pinned in pyproject.toml). Numbers refer to ..
 5. StopExecution during a Map ends ABORTED, not FAILED (note 9).
 6. StopExecution keeps its error and cause; DescribeExecution and the status-change event show them (note 11).
 7. SendTaskFailure keeps its cause (note 11): a rejected approval's reason reaches the Catch and the ledger.
+8. GetExecutionHistory honours reverseOrder, maxResults and nextToken (RecordFailure reads the newest page).
 """
 
 from __future__ import annotations
@@ -322,6 +323,22 @@ def _send_task_failure_response(self: StepFunctionResponse) -> ActionResult:
     return EmptyResult()
 
 
+# --- 8. GetExecutionHistory pages and honours reverseOrder ---------------------------------------------------------
+
+
+def _get_execution_history_response(self: StepFunctionResponse) -> ActionResult:
+    """moto returns every event, oldest first, whatever was asked: page like AWS (default 100, at most 1000)."""
+    events = list(self.stepfunction_backend.get_execution_history(self._get_param("executionArn"))["events"])
+    if self._get_param("reverseOrder"):
+        events.reverse()
+    size = min(int(self._get_param("maxResults") or 100), 1000)
+    start = int(self._get_param("nextToken") or 0)
+    page: dict[str, Any] = {"events": events[start : start + size]}
+    if start + size < len(events):
+        page["nextToken"] = str(start + size)
+    return ActionResult(page)
+
+
 _original_wait_interval = WaitFunction._wait_interval
 _original_wait_token = StateTaskServiceCallback._wait_for_task_token_timeout
 _applied = threading.Lock()
@@ -348,6 +365,7 @@ def apply() -> None:
         Environment.set_error = _set_error
         StepFunctionResponse.stop_execution = _stop_execution_response
         StepFunctionResponse.send_task_failure = _send_task_failure_response
+        StepFunctionResponse.get_execution_history = _get_execution_history_response
         BaseExecutionWorkerCommunication._reflect_execution_status = _reflect_execution_status
         _ = state_task_service_callback  # imported for the patch above
         _done = True

@@ -63,6 +63,7 @@ class SimulationResult:
     approvals: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     cleanup: dict[str, Any] | None = None
+    failed_state: str | None = None  # the state the ledger names for a FAILED or BLOCKED release
     cleanup_redeliveries: list[dict[str, Any] | None] = field(default_factory=list)  # EventBridge delivering again
     builds: list[dict[str, Any]] = field(default_factory=list)  # every emulated CodeBuild build, as it ended
     fleet_releases: list[dict[str, Any]] = field(default_factory=list)  # every release of the fleet in the ledger
@@ -528,6 +529,7 @@ class _Run:
         return SimulationResult(
             release_id=release_id,
             status=record.status.value if record else "NOT_STARTED",
+            failed_state=record.failed_state if record else None,
             reason=record.reason if record else f"{described.get('error')}: {_error_message(described.get('cause'))}",
             execution_status=described["status"],
             execution_error=described.get("error"),
