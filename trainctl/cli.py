@@ -182,7 +182,11 @@ def approve(table: str, release_id: str, stage: str, by: str, reason: str) -> No
     """Approve a stage waiting for approval."""
     from trainctl import ops
 
-    record = ops.decide_approval(_ledger(table), release_id, stage, True, by, reason)
+    try:
+        record = ops.decide_approval(_ledger(table), release_id, stage, True, by, reason)
+    except InvalidInput as exc:
+        console.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
     out.print(f"{release_id} {stage}: {record.status} by {record.decided_by}")
 
 
@@ -196,7 +200,11 @@ def reject(table: str, release_id: str, stage: str, by: str, reason: str) -> Non
     """Reject a stage waiting for approval: the release ends BLOCKED."""
     from trainctl import ops
 
-    record = ops.decide_approval(_ledger(table), release_id, stage, False, by, reason)
+    try:
+        record = ops.decide_approval(_ledger(table), release_id, stage, False, by, reason)
+    except InvalidInput as exc:
+        console.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
     out.print(f"{release_id} {stage}: {record.status} by {record.decided_by}")
 
 

@@ -584,3 +584,48 @@ def test_given_unreadable_evidence_when_approval_is_asked_then_the_packet_still_
     assert approval is not None and approval.status == "PENDING"
     [body] = [b for _, b in world.notifier.sent if b.get("kind") == "approval"]
     assert body["this_stage"] == {"unavailable": "RuntimeError: cloudwatch down"}
+
+
+@dataclass
+class UnreachableExecutions(FakeExecutions):
+    error: Exception = field(default_factory=lambda: RuntimeError("throttled"))
+
+    def approve(self, task_token: str, output: dict[str, Any]) -> None:
+        raise self.error
+
+
+def _pending_prod_approval(world: World) -> None:
+    world.plan(EXEC_A)
+    world.ledger.put_approval("2026-W48", ApprovalRecord("prod", "PENDING", "token-1", "2026-11-25T10:00:00"), {})
+
+
+def test_given_an_approval_the_execution_no_longer_waits_for_when_approved_then_it_is_marked_expired(
+    world: World,
+) -> None:
+    from release_train.domain.release import ApprovalNotWaiting
+    from release_train.services import ApprovalService
+
+    _pending_prod_approval(world)
+    gone = UnreachableExecutions(error=ApprovalNotWaiting("TaskTimedOut: task timed out"))
+    service = ApprovalService(world.ledger, gone, world.notifier, world.clock)
+
+    with pytest.raises(InvalidInput, match="no longer waits for an answer"):
+        service.decide("2026-W48", "prod", approve=True, by="rm@example.com")
+
+    approval = world.ledger.approval("2026-W48", "prod")
+    assert approval is not None and approval.status == "EXPIRED"
+
+
+def test_given_step_functions_unreachable_when_approved_then_the_approval_stays_pending_for_a_retry(
+    world: World,
+) -> None:
+    from release_train.services import ApprovalService
+
+    _pending_prod_approval(world)
+    service = ApprovalService(world.ledger, UnreachableExecutions(), world.notifier, world.clock)
+
+    with pytest.raises(RuntimeError, match="throttled"):
+        service.decide("2026-W48", "prod", approve=True, by="rm@example.com")
+
+    approval = world.ledger.approval("2026-W48", "prod")
+    assert approval is not None and approval.status == "PENDING"

@@ -12,6 +12,7 @@ from release_train.adapters.sources import describe
 from release_train.domain.errors import InvalidInput
 from release_train.domain.fleet import Fleet, utc
 from release_train.domain.release import (
+    ApprovalNotWaiting,
     ApprovalRejected,
     Evidence,
     GateBlocked,
@@ -519,10 +520,20 @@ class ApprovalService:
         if not self._ledger.decide_approval(release_id, stage, status, by, reason):
             current = self._ledger.approval(release_id, stage)
             raise InvalidInput("approval", [f"already decided: {current.status if current else '?'}"])
-        if approve:
-            self._executions.approve(record.task_token, {"approved_by": by, "reason": reason})
-        else:
-            self._executions.reject(record.task_token, ApprovalRejected.__name__, f"rejected by {by}: {reason}")
+        # Claimed in the ledger first (two approvers cannot both answer); undone if the answer cannot be delivered.
+        try:
+            if approve:
+                self._executions.approve(record.task_token, {"approved_by": by, "reason": reason})
+            else:
+                self._executions.reject(record.task_token, ApprovalRejected.__name__, f"rejected by {by}: {reason}")
+        except ApprovalNotWaiting as exc:
+            self._ledger.decide_approval(release_id, stage, "EXPIRED", by, str(exc), expected=status)
+            raise InvalidInput(
+                "approval", [f"release {release_id} stage {stage} no longer waits for an answer ({exc})"]
+            ) from exc
+        except Exception:
+            self._ledger.decide_approval(release_id, stage, "PENDING", "", "", expected=status)
+            raise
         self._ledger.add_event(
             release_id, "approval_decided", {"stage": stage, "status": status, "by": by}, self._clock.now()
         )

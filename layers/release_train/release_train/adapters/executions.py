@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from botocore.exceptions import ClientError
+
+from release_train.adapters.aws import error_code
+from release_train.domain.release import ApprovalNotWaiting
 
 _SKIP = {"RecordFailure", "RecordBlocked"}
 
@@ -27,9 +33,17 @@ class Executions:
         return None
 
     def approve(self, task_token: str, output: dict[str, Any]) -> None:
-        import json
-
-        self._c.send_task_success(taskToken=task_token, output=json.dumps(output))
+        self._answer(lambda: self._c.send_task_success(taskToken=task_token, output=json.dumps(output)))
 
     def reject(self, task_token: str, error: str, cause: str) -> None:
-        self._c.send_task_failure(taskToken=task_token, error=error, cause=cause[:32768])
+        self._answer(lambda: self._c.send_task_failure(taskToken=task_token, error=error, cause=cause[:32768]))
+
+    @staticmethod
+    def _answer(call: Any) -> None:
+        try:
+            call()
+        except ClientError as exc:
+            code = error_code(exc)
+            if code in {"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"}:
+                raise ApprovalNotWaiting(f"{code}: {exc.response['Error'].get('Message', '')}") from exc
+            raise

@@ -367,15 +367,17 @@ class Ledger:
         records = [self.approval(release_id, i["stage"]) for i in self._query(f"RELEASE#{release_id}", "APPROVAL#")]
         return [r for r in records if r is not None and r.status == "PENDING"]
 
-    def decide_approval(self, release_id: str, stage: str, status: str, by: str, reason: str) -> bool:
-        """PENDING -> decided, once. False if someone decided first."""
+    def decide_approval(
+        self, release_id: str, stage: str, status: str, by: str, reason: str, expected: str = "PENDING"
+    ) -> bool:
+        """`expected` -> `status`, once (PENDING -> decided by default). False if someone moved it first."""
         try:
             self._t.update_item(
                 Key={"PK": f"RELEASE#{release_id}", "SK": f"APPROVAL#{stage}"},
                 UpdateExpression="SET #s = :s, decided_by = :b, reason = :r",
                 ConditionExpression="#s = :pending",
                 ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":s": status, ":b": by, ":r": reason, ":pending": "PENDING"},
+                ExpressionAttributeValues={":s": status, ":b": by, ":r": reason, ":pending": expected},
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":

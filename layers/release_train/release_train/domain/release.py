@@ -55,6 +55,10 @@ class GateBlocked(ReleaseTrainError):
     """The gate's verdict is BLOCK."""
 
 
+class ApprovalNotWaiting(ReleaseTrainError):
+    """The execution no longer waits for this approval (timed out, stopped, or the token is unknown)."""
+
+
 class ApprovalRejected(ReleaseTrainError):
     """An approver rejected the stage (or a newer release superseded it)."""
 
