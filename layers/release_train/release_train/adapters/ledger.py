@@ -70,7 +70,7 @@ class BuildRecord:
 @dataclass(frozen=True)
 class ApprovalRecord:
     stage: str
-    status: str  # PENDING, APPROVED, REJECTED, SUPERSEDED, TIMED_OUT
+    status: str  # PENDING, APPROVED, REJECTED, SUPERSEDED, TIMED_OUT, CANCELLED, EXPIRED
     task_token: str
     requested_at: str
     decided_by: str | None = None
