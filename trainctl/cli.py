@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,16 @@ from release_train.domain.errors import InvalidInput
 ROOT = Path(__file__).resolve().parent.parent
 console = Console(stderr=True)
 out = Console()
+
+
+@contextlib.contextmanager
+def _bad_input_exits_2() -> Iterator[None]:
+    """Invalid input is the caller's to fix: say what and where on stderr, exit 2, no traceback."""
+    try:
+        yield
+    except InvalidInput as exc:
+        console.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
 
 
 @click.group()
@@ -98,7 +110,7 @@ def simulate(
     from trainctl.sandbox.scenario import Scenario, load_scenario
 
     logging.getLogger("moto").setLevel(logging.CRITICAL)  # the interpreter logs every caught error at WARNING
-    try:
+    with _bad_input_exits_2():
         scenario = (
             load_scenario(scenario_path)
             if scenario_path
@@ -117,9 +129,6 @@ def simulate(
                     live.update(progress.render())
 
                 result = run(fleet_path, scenario, ROOT, update, time_scale or DEFAULT_TIME_SCALE, log_path)
-    except InvalidInput as exc:
-        console.print(f"[red]error:[/] {exc}")
-        sys.exit(2)
     if as_json:
         doc = result.to_json()
         doc["scenario"] = scenario.name
@@ -180,14 +189,7 @@ table_option = click.option(
 @click.option("--reason", default="approved")
 def approve(table: str, release_id: str, stage: str, by: str, reason: str) -> None:
     """Approve a stage waiting for approval."""
-    from trainctl import ops
-
-    try:
-        record = ops.decide_approval(_ledger(table), release_id, stage, True, by, reason)
-    except InvalidInput as exc:
-        console.print(f"[red]error:[/] {exc}")
-        sys.exit(2)
-    out.print(f"{release_id} {stage}: {record.status} by {record.decided_by}")
+    _decide(table, release_id, stage, True, by, reason)
 
 
 @main.command()
@@ -198,13 +200,14 @@ def approve(table: str, release_id: str, stage: str, by: str, reason: str) -> No
 @click.option("--reason", required=True, help="why (sent to everyone on the release)")
 def reject(table: str, release_id: str, stage: str, by: str, reason: str) -> None:
     """Reject a stage waiting for approval: the release ends BLOCKED."""
+    _decide(table, release_id, stage, False, by, reason)
+
+
+def _decide(table: str, release_id: str, stage: str, approve: bool, by: str, reason: str) -> None:
     from trainctl import ops
 
-    try:
-        record = ops.decide_approval(_ledger(table), release_id, stage, False, by, reason)
-    except InvalidInput as exc:
-        console.print(f"[red]error:[/] {exc}")
-        sys.exit(2)
+    with _bad_input_exits_2():
+        record = ops.decide_approval(_ledger(table), release_id, stage, approve, by, reason)
     out.print(f"{release_id} {stage}: {record.status} by {record.decided_by}")
 
 
@@ -266,11 +269,8 @@ def fleet_validate(path: Path) -> None:
     """Check a fleet file; the same rules PlanRelease applies."""
     from release_train.domain.fleet import parse_fleet
 
-    try:
+    with _bad_input_exits_2():
         parsed = parse_fleet(path.read_text(), str(path))
-    except InvalidInput as exc:
-        console.print(f"[red]error:[/] {exc}")
-        sys.exit(2)
     out.print(
         f"{path}: fleet {parsed.fleet}, {len(parsed.services)} services, waves {parsed.waves()}, "
         f"stages {[s.name for s in parsed.stages]}"
@@ -285,11 +285,8 @@ def fleet_push(path: Path, bucket: str) -> None:
     from release_train.adapters.aws import client
     from release_train.adapters.fleet_store import FleetStore
 
-    try:
+    with _bad_input_exits_2():
         version = FleetStore(client("s3"), bucket).push(path.read_text())
-    except InvalidInput as exc:
-        console.print(f"[red]error:[/] {exc}")
-        sys.exit(2)
     out.print(f"pushed {path} to s3://{bucket}/fleet.yaml (version {version})")
 
 
