@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,9 @@ def simulate(
     from trainctl.sandbox.scenario import Scenario, load_scenario
 
     logging.getLogger("moto").setLevel(logging.CRITICAL)  # the interpreter logs every caught error at WARNING
+    # moto warns about each template resource it skips, Powertools about in-process metric reuse: not the user's news.
+    warnings.filterwarnings("ignore", module=r"moto\..*")
+    warnings.filterwarnings("ignore", module=r"aws_lambda_powertools\..*")
     with _bad_input_exits_2():
         scenario = (
             load_scenario(scenario_path)
@@ -152,9 +156,19 @@ def _summary(result: Any, scenario: str) -> None:
             style = {"SUCCEEDED": "green", "NOT_BUILT": "dim"}.get(status, "red")
             table.add_row(service["name"], str(service["wave"]), service["commit"][:12], f"[{style}]{status}[/]")
         out.print(table)
-    for gate in result.gates:
+    order = [stage["name"] for stage in result.stages]
+    for gate in sorted(result.gates, key=lambda g: order.index(g["stage"]) if g["stage"] in order else len(order)):
         reasons = "; ".join(gate["reasons"]) or "all evidence good"
         out.print(f"gate {gate['stage']}: {gate['verdict']} — {reasons}")
+    for deployment in result.deployments:
+        hooks = ", ".join(f"{h['phase']} {h['status']}" for h in deployment.get("hooks", []))
+        rolled_back = " (rolled back)" if deployment.get("rolled_back") else ""
+        versions = f"v{deployment.get('current_version')} -> v{deployment.get('target_version')}"
+        config = str(deployment.get("deployment_config", "")).removeprefix("CodeDeployDefault.")
+        out.print(
+            f"canary {deployment['function']} {versions} ({config}): {deployment['status']}{rolled_back}"
+            + (f" — {hooks}" if hooks else "")
+        )
     if result.second_start:
         out.print(f"second start: {result.second_start['status']} ({result.second_start['error']})")
     hours = result.virtual_duration_s / 3600
