@@ -252,3 +252,17 @@ def test_given_a_long_history_when_read_newest_first_in_pages_then_pages_follow_
     assert [e["type"] for e in first["events"]] == ["ExecutionSucceeded", "PassStateExited"]
     assert [e["id"] for e in first["events"] + rest["events"]] == [e["id"] for e in reversed(everything)]
     assert "nextToken" not in rest
+
+
+def test_given_many_tasks_when_the_interpreter_asks_for_clients_then_each_service_and_region_gets_one(
+    aws: dict[str, Any],
+) -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    first = boto_client.boto_client_for(region="us-east-1", service="lambda")
+    assert lambda_eval_utils.boto_client_for(region="us-east-1", service="lambda") is first  # the importers' copies
+    assert boto_client.boto_client_for(region="eu-west-1", service="lambda") is not first
+    assert boto_client.boto_client_for(region="us-east-1", service="codebuild") is not first
+    # A cached client still reaches the mock (and is the one the next task gets).
+    assert first.list_functions()["Functions"] == []

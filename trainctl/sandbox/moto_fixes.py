@@ -11,11 +11,14 @@ Tested against moto >=5.2.3,<5.3 (pinned in pyproject.toml). Numbers refer to ..
 6. StopExecution keeps its error and cause; DescribeExecution and the status-change event show them (note 11).
 7. SendTaskFailure keeps its cause (note 11): a rejected approval's reason reaches the Catch and the ledger.
 8. GetExecutionHistory honours reverseOrder, maxResults and nextToken (RecordFailure reads the newest page).
+9. The interpreter's service clients are made once per service and region, not once per task (speed only: moto's
+   clients all carry the same fixed configuration and fake credentials, and botocore clients are thread-safe).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import threading
 import time
@@ -46,7 +49,7 @@ from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
-from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
+from moto.stepfunctions.parser.asl.utils import boto_client as _boto_client_module
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
 from moto.stepfunctions.responses import StepFunctionResponse
@@ -96,6 +99,16 @@ def _boto_cased(value: Any) -> Any:
     return value
 
 
+@functools.cache
+def _start_build_parameters() -> frozenset[str]:
+    """Read once: moto asks on every evaluation of the task, and a fresh session reloads the whole API model."""
+    import botocore.session
+
+    shape = botocore.session.get_session().get_service_model("codebuild").operation_model("StartBuild")
+    members = shape.input_shape.members if shape.input_shape is not None else {}
+    return frozenset(name[:1].upper() + name[1:] for name in members)
+
+
 class StateTaskServiceCodeBuild(StateTaskServiceCallback):  # type: ignore[misc]
     def __init__(self) -> None:
         # WaitForTaskToken is listed only so moto builds the callback endpoint its .sync path always tears down
@@ -106,14 +119,10 @@ class StateTaskServiceCodeBuild(StateTaskServiceCallback):  # type: ignore[misc]
         # Every StartBuild request member, in Step Functions casing (the request is validated by botocore later).
         if self.resource.api_action.lower() != "startbuild":
             return None
-        import botocore.session
-
-        shape = botocore.session.get_session().get_service_model("codebuild").operation_model("StartBuild")
-        members = shape.input_shape.members if shape.input_shape is not None else {}
-        return {name[:1].upper() + name[1:] for name in members}
+        return set(_start_build_parameters())
 
     def _client(self, resource_runtime_part: Any, state_credentials: Any) -> Any:
-        return boto_client_for(
+        return _cached_boto_client_for(
             service="codebuild", region=resource_runtime_part.region, state_credentials=state_credentials
         )
 
@@ -339,6 +348,39 @@ def _get_execution_history_response(self: StepFunctionResponse) -> ActionResult:
     return ActionResult(page)
 
 
+# --- 9. one interpreter client per service and region ------------------------------------------------------------
+
+_original_boto_client_for = _boto_client_module.boto_client_for
+_clients: dict[tuple[str, str, bool], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _cached_boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+    """moto's `boto_client_for`, memoised. It ignores `state_credentials` (fixed fake keys); whether moto intercepts
+    calls decides the endpoint, so it is part of the key."""
+    from moto.core.models import botocore_stubber
+
+    key = (region, service, bool(botocore_stubber.enabled))
+    client = _clients.get(key)
+    if client is None:
+        with _clients_lock:
+            client = _clients.get(key)
+            if client is None:
+                client = _original_boto_client_for(region=region, service=service, state_credentials=state_credentials)
+                _clients[key] = client
+    return client
+
+
+def _patch_boto_client_importers() -> None:
+    """Modules that did `from ...boto_client import boto_client_for` keep their own reference: update those too."""
+    import sys
+
+    setattr(_boto_client_module, "boto_client_for", _cached_boto_client_for)  # noqa: B010
+    for module in list(sys.modules.values()):
+        if module is not None and getattr(module, "boto_client_for", None) is _original_boto_client_for:
+            setattr(module, "boto_client_for", _cached_boto_client_for)  # noqa: B010
+
+
 _original_wait_interval = WaitFunction._wait_interval
 _original_wait_token = StateTaskServiceCallback._wait_for_task_token_timeout
 _applied = threading.Lock()
@@ -358,6 +400,7 @@ def apply() -> None:
         LambdaSimpleBackend.invoke = _invoke_in_process
         setattr(state_task_service_factory, "state_task_service_for", _service_for)  # noqa: B010
         _patch_factory_importers()
+        _patch_boto_client_importers()
         WaitFunction._wait_interval = _wait_interval
         retrier_decl.time = _ScaledTime()
         StateTaskServiceCallback._wait_for_task_token_timeout = _wait_for_task_token_timeout
