@@ -31,6 +31,7 @@ _UNSUPPORTED = {
     "AWS::SQS::QueuePolicy",
     "AWS::Lambda::Permission",
     "AWS::SNS::Subscription",
+    "AWS::Lambda::EventInvokeConfig",
 }
 _PLACEHOLDER_ASL = {"StartAt": "Placeholder", "States": {"Placeholder": {"Type": "Pass", "End": True}}}
 
