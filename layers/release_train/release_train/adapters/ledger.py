@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -251,19 +252,24 @@ class Ledger:
     # --- manifest -----------------------------------------------------------------------------------------------
 
     def put_manifest(self, release_id: str, entries: list[ManifestEntry]) -> None:
+        self._put_all(
+            {
+                "PK": f"RELEASE#{release_id}",
+                "SK": f"SVC#{e.service}",
+                "service": e.service,
+                "commit": e.commit,
+                "wave": e.wave,
+                "source": e.source,
+                "previous_commit": e.previous_commit,
+            }
+            for e in entries
+        )
+
+    def _put_all(self, items: Iterable[dict[str, Any]]) -> None:
+        """Batch-write items, leaving out empty attributes (DynamoDB stores no nulls worth reading back)."""
         with self._t.batch_writer() as batch:
-            for e in entries:
-                item: dict[str, Any] = {
-                    "PK": f"RELEASE#{release_id}",
-                    "SK": f"SVC#{e.service}",
-                    "service": e.service,
-                    "commit": e.commit,
-                    "wave": e.wave,
-                    "source": e.source,
-                }
-                if e.previous_commit:
-                    item["previous_commit"] = e.previous_commit
-                batch.put_item(Item=item)
+            for item in items:
+                batch.put_item(Item={k: v for k, v in item.items() if v not in (None, "")})
 
     def manifest(self, release_id: str) -> list[ManifestEntry]:
         return [
@@ -280,22 +286,20 @@ class Ledger:
     # --- builds, gates, approvals -------------------------------------------------------------------------------
 
     def record_builds(self, release_id: str, records: list[BuildRecord]) -> None:
-        with self._t.batch_writer() as batch:
-            for r in records:
-                item: dict[str, Any] = {
-                    "PK": f"RELEASE#{release_id}",
-                    "SK": f"BUILD#{r.stage}#{r.service}",
-                    "stage": r.stage,
-                    "service": r.service,
-                    "status": r.status,
-                    "commit": r.commit,
-                    "wave": r.wave,
-                }
-                if r.build_id:
-                    item["build_id"] = r.build_id
-                if r.error:
-                    item["error"] = r.error[:2000]
-                batch.put_item(Item=item)
+        self._put_all(
+            {
+                "PK": f"RELEASE#{release_id}",
+                "SK": f"BUILD#{r.stage}#{r.service}",
+                "stage": r.stage,
+                "service": r.service,
+                "status": r.status,
+                "commit": r.commit,
+                "wave": r.wave,
+                "build_id": r.build_id,
+                "error": r.error[:2000] if r.error else None,
+            }
+            for r in records
+        )
 
     def builds(self, release_id: str, stage: str | None = None) -> list[BuildRecord]:
         prefix = f"BUILD#{stage}#" if stage else "BUILD#"
