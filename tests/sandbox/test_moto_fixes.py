@@ -172,11 +172,10 @@ def test_given_codebuild_sync_when_the_build_fails_then_the_task_fails_with_stat
 
 def test_given_a_two_day_wait_when_run_then_it_passes_in_virtual_time(aws: dict[str, Any]) -> None:
     definition = {"StartAt": "Bake", "States": {"Bake": {"Type": "Wait", "SecondsPath": "$.s", "End": True}}}
-    started = time.perf_counter()
+    # Without the fix the Wait lasts two real days: _run gives up after a few seconds and fails the test.
     result = _run(aws["sfn"], definition, {"s": 172800})
     assert result["status"] == "SUCCEEDED"
     assert aws["clock"].elapsed == pytest.approx(172800)
-    assert time.perf_counter() - started < 60  # would take two real days without the fix
 
 
 def test_given_a_stop_during_a_map_when_stopped_then_the_execution_is_aborted_with_its_cause(

@@ -131,6 +131,10 @@ def test_given_a_running_train_when_cancelled_then_the_execution_is_stopped_with
         roleArn="arn:aws:iam::123456789012:role/sfn",
     )["stateMachineArn"]
     arn = sfn.start_execution(stateMachineArn=machine, name="train-1")["executionArn"]
+    for _ in range(400):  # a running train: it has reached its Wait (moto cannot stop one not yet started)
+        if any(e["type"] == "WaitStateEntered" for e in sfn.get_execution_history(executionArn=arn)["events"]):
+            break
+        time.sleep(0.01)
 
     code, output = _run("cancel", arn, "--reason", "bad canary in identity")
 

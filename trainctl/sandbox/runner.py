@@ -151,6 +151,18 @@ def simulate(
     finally:
         github.shutdown()
         log_file.close()
+        _deactivate()
+
+
+def _deactivate() -> None:
+    """The run's world ends with it: later code in this process (tests, a second run) sees real time and moto."""
+    from release_train.adapters.clock import Clock, system_now
+    from trainctl.sandbox import clock as vclock
+    from trainctl.sandbox import emulators
+
+    vclock.activate(None)
+    emulators.activate(None)
+    Clock.source = staticmethod(system_now)
 
 
 class _Run:
@@ -339,9 +351,16 @@ class _Run:
             described = self.sfn.describe_execution(executionArn=arn)
             if described["status"] != "RUNNING":
                 return dict(described)
-            # An execution's last history event comes just before its status changes: until some execution has
-            # written one, asking often only takes the interpreter's time (now and then still, to be safe).
-            self._ended.wait(0.01 if self._ended.is_set() else 0.25)
+            # An execution's last history event comes just before its status changes. The event says only that
+            # *some* execution ended (a refused second start ends first), so it is a wake-up, not a state: look
+            # closely for a moment, then go back to asking now and then (polling hard starves the interpreter).
+            if self._ended.wait(0.25):
+                self._ended.clear()
+                for _ in range(50):
+                    described = self.sfn.describe_execution(executionArn=arn)
+                    if described["status"] != "RUNNING":
+                        return dict(described)
+                    time.sleep(0.01)
 
     def _deliver_status_change(self, arn: str, described: dict[str, Any]) -> dict[str, Any] | None:
         """EventBridge: 'Step Functions Execution Status Change', matched against the template's rule pattern."""
