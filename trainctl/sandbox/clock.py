@@ -3,11 +3,17 @@
 The virtual clock only moves when something waits (a Wait state, a build, a retry back-off, a human). Compute takes
 no virtual time. Concurrent waits overlap: a wait of d seconds that starts at virtual time v ends at v + d, and the
 clock shows the latest end reached so far — so ten parallel 5-minute builds take 5 virtual minutes, not 50.
+
+People act in no virtual time either: while a scripted person acts (`hold()`: an operator's stop, an approval, a
+second start planning), waits that come due are held back, so a 30-minute build cannot finish "during" a cancel
+that, on AWS, would land in the same second.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 
@@ -17,6 +23,8 @@ class VirtualClock:
         self.scale = scale
         self._elapsed = 0.0  # virtual seconds since start
         self._lock = threading.Lock()
+        self._holds = 0
+        self._unheld = threading.Condition()
 
     @property
     def elapsed(self) -> float:
@@ -29,8 +37,31 @@ class VirtualClock:
         with self._lock:
             self._elapsed = max(self._elapsed, elapsed)
 
-    def sleep(self, seconds: float, interrupt: threading.Event | None = None) -> bool:
-        """Wait `seconds` of virtual time. False if `interrupt` was set first (the clock then stays put)."""
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Someone acts now: waits that come due meanwhile end only after they are done."""
+        with self._unheld:
+            self._holds += 1
+        try:
+            yield
+        finally:
+            with self._unheld:
+                self._holds -= 1
+                if self._holds == 0:
+                    self._unheld.notify_all()
+
+    def wait_unheld(self) -> None:
+        with self._unheld:
+            self._unheld.wait_for(lambda: self._holds == 0, timeout=60)
+
+    def sleep(
+        self,
+        seconds: float,
+        interrupt: threading.Event | None = None,
+        still_waiting: Callable[[], bool] | None = None,
+    ) -> bool:
+        """Wait `seconds` of virtual time. False, with the clock left where it was, if `interrupt` fired or, once the
+        time is up and nobody holds the world, `still_waiting()` says the waiter was stopped meanwhile."""
         begin = self._elapsed
         if seconds <= 0:
             return True
@@ -40,6 +71,9 @@ class VirtualClock:
                 return False
         else:
             threading.Event().wait(real)
+        self.wait_unheld()
+        if still_waiting is not None and not still_waiting():
+            return False
         self.advance_to(begin + seconds)
         return True
 

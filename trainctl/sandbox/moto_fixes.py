@@ -188,7 +188,7 @@ class StateTaskServiceCodeBuild(StateTaskServiceCallback):  # type: ignore[misc]
             nonlocal stopped
             if world is not None and clock is not None and env.is_running():
                 # Wait (in virtual time) exactly until the emulated build ends, or until the execution stops.
-                clock.sleep(world.seconds_left(build_id), env.program_state_event)
+                clock.sleep(world.seconds_left(build_id), env.program_state_event, env.is_running)
             if not env.is_running():
                 # The execution was stopped while the build ran: Step Functions stops the build (best effort).
                 if not stopped:
@@ -238,7 +238,7 @@ def _wait_interval(self: WaitFunction, env: Any, wait_seconds: int) -> None:
     if clock is None:
         _original_wait_interval(self, env, wait_seconds)
         return None
-    clock.sleep(wait_seconds, env.program_state_event)
+    clock.sleep(wait_seconds, env.program_state_event, env.is_running)
     return None
 
 
@@ -271,6 +271,9 @@ def _wait_for_task_token_timeout(self: Any, timeout_seconds: int, callback_endpo
     begin, real_start = clock.elapsed, time.monotonic()
     real_timeout = clock.real_timeout(timeout_seconds) or 0.0
     outcome = callback_endpoint.wait(timeout=real_timeout)
+    if outcome is None:
+        clock.wait_unheld()  # an approver answering right now answers in time
+        outcome = callback_endpoint.get_outcome()
     if outcome is None and time.monotonic() - real_start >= real_timeout:
         clock.advance_to(begin + timeout_seconds)  # nobody answered: the full timeout passed (not an interrupt)
     return outcome

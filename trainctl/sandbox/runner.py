@@ -460,6 +460,10 @@ class _Run:
             self._operator(action, at, in_stage)
 
     def _operator(self, action: OperatorAction, state: str, stage: str | None) -> None:
+        with self.clock.hold():  # people act in no virtual time: nothing comes due while they do
+            self._act(action, state, stage)
+
+    def _act(self, action: OperatorAction, state: str, stage: str | None) -> None:
         if action.action == "cancel":
             self.sfn.stop_execution(
                 executionArn=self.execution_arn,
@@ -514,9 +518,10 @@ class _Run:
                     break
                 time.sleep(0.005)
             self.clock.sleep(action.after.total_seconds())
-            ops.decide_approval(
-                self.ledger, release_id, str(stage), action.decision == "approve", action.by, action.reason
-            )
+            with self.clock.hold():
+                ops.decide_approval(
+                    self.ledger, release_id, str(stage), action.decision == "approve", action.by, action.reason
+                )
 
         self._background(decide)
 
