@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -78,6 +78,17 @@ class ApprovalRecord:
     reason: str | None = None
 
 
+def _conditional(write: Callable[[], object]) -> bool:
+    """Run one conditional write: True if it happened, False if its condition did not hold (someone got there first)."""
+    try:
+        write()
+    except ClientError as exc:
+        if error_code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
@@ -114,8 +125,8 @@ class Ledger:
         self, fleet: str, release_id: str, execution_arn: str, now: datetime, condition: str, values: dict[str, str]
     ) -> bool:
         """One conditional write; False when the condition does not hold (someone else has the lock)."""
-        try:
-            self._t.put_item(
+        return _conditional(
+            lambda: self._t.put_item(
                 Item={
                     "PK": f"FLEET#{fleet}",
                     "SK": "LOCK",
@@ -126,11 +137,7 @@ class Ledger:
                 ConditionExpression=condition,
                 ExpressionAttributeValues=values,
             )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        )
 
     def lock(self, fleet: str) -> Lock | None:
         item = self._t.get_item(Key={"PK": f"FLEET#{fleet}", "SK": "LOCK"}, ConsistentRead=True).get("Item")
@@ -140,17 +147,13 @@ class Ledger:
 
     def release_lock(self, fleet: str, execution_arn: str) -> bool:
         """Release only our own lock: a late clean-up must never free a newer train's lock."""
-        try:
-            self._t.delete_item(
+        return _conditional(
+            lambda: self._t.delete_item(
                 Key={"PK": f"FLEET#{fleet}", "SK": "LOCK"},
                 ConditionExpression="execution_arn = :me",
                 ExpressionAttributeValues={":me": execution_arn},
             )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        )
 
     # --- releases -----------------------------------------------------------------------------------------------
 
@@ -173,12 +176,8 @@ class Ledger:
         }
         if release.fleet_version:
             item["fleet_version"] = release.fleet_version
-        try:
-            self._t.put_item(Item=item, ConditionExpression="attribute_not_exists(PK)")
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
+        if not _conditional(lambda: self._t.put_item(Item=item, ConditionExpression="attribute_not_exists(PK)")):
+            return False
         self._t.put_item(Item={"PK": f"EXEC#{release.execution_arn}", "SK": "META", "release_id": release.release_id})
         return True
 
@@ -235,19 +234,15 @@ class Ledger:
         if failed_state:
             update += ", failed_state = :f"
             values[":f"] = failed_state
-        try:
-            self._t.update_item(
+        return _conditional(
+            lambda: self._t.update_item(
                 Key={"PK": f"RELEASE#{release_id}", "SK": "META"},
                 UpdateExpression=update,
                 ConditionExpression="#s = :running",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        )
 
     # --- manifest -----------------------------------------------------------------------------------------------
 
@@ -375,19 +370,15 @@ class Ledger:
         self, release_id: str, stage: str, status: str, by: str, reason: str, expected: str = "PENDING"
     ) -> bool:
         """`expected` -> `status`, once (PENDING -> decided by default). False if someone moved it first."""
-        try:
-            self._t.update_item(
+        return _conditional(
+            lambda: self._t.update_item(
                 Key={"PK": f"RELEASE#{release_id}", "SK": f"APPROVAL#{stage}"},
                 UpdateExpression="SET #s = :s, decided_by = :b, reason = :r",
                 ConditionExpression="#s = :pending",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={":s": status, ":b": by, ":r": reason, ":pending": expected},
             )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        )
 
     # --- baseline, holds, events --------------------------------------------------------------------------------
 
