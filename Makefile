@@ -54,5 +54,12 @@ bench: $(VENV)/.installed
 sam-build: $(SAM_VENV)/.installed
 	PATH="$(RUNTIME_PATH)$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build --build-dir .aws-sam/build
 
+# Optional, NOT part of `make test`: both traffic hooks under `sam local invoke`, in a container, with a local
+# stand-in for the Lambda base image (no registry, no AWS). Needs root: installs docker.io/debootstrap if missing,
+# starts (and stops) its own dockerd. tools/sam-local/README.md
+.PHONY: sam-local
+sam-local: $(SAM_VENV)/.installed
+	RUNTIME_PATH="$(RUNTIME_PATH)" SAM="$(CURDIR)/$(SAM_VENV)/bin/sam" tools/sam-local/sam-local.sh
+
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
