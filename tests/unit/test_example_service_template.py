@@ -1,21 +1,28 @@
-"""examples/company-service/template.yaml: valid SAM (sam validate --lint, cfn-lint), and the checks it publishes
-are valid traffic-hook configuration for the functions it deploys."""
+"""examples/company-service/template.yaml: valid SAM (sam validate --lint, cfn-lint), the checks it publishes are
+valid traffic-hook configuration for the functions it deploys, and the hooks it names are the ones the release-train
+stack (template.yaml) creates."""
 
 from __future__ import annotations
 
+import copy
+import os
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cfnlint.decode import cfn_yaml
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
 
 from release_train.domain.checks import CheckSuite, HookPhase, parse_check_suite
 from tests.conftest import ROOT
 
 SERVICE = ROOT / "examples" / "company-service"
 TEMPLATE = SERVICE / "template.yaml"
+TRAIN_TEMPLATE = ROOT / "template.yaml"
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
 CFN_LINT = ROOT / ".venv" / "bin" / "cfn-lint"
 
@@ -84,8 +91,8 @@ def test_given_each_function_when_deployed_then_it_uses_the_shared_hooks_and_its
         alarms = [a["Ref"] for a in preference["Alarms"]]
 
         assert preference["Hooks"] == {
-            "PreTraffic": {"Ref": "PreTrafficHook"},
-            "PostTraffic": {"Ref": "PostTrafficHook"},
+            "PreTraffic": {"Fn::ImportValue": {"Fn::Sub": "${TrainStackName}-PreTrafficFunctionName"}},
+            "PostTraffic": {"Fn::ImportValue": {"Fn::Sub": "${TrainStackName}-PostTrafficFunctionName"}},
         }
         for alarm in alarms:
             dimensions = {d["Name"] for d in _template()["Resources"][alarm]["Properties"]["Dimensions"]}
@@ -96,3 +103,78 @@ def test_given_the_example_buildspec_when_read_then_it_tests_before_it_deploys_p
     text = Path(SERVICE / "buildspec.yml").read_text()
 
     assert text.index("pytest tests") < text.index("sam build") < text.index('sam deploy --config-env "$STAGE"')
+
+
+# --- the hooks it names are the hooks the train stack creates --------------------------------------------------------
+
+
+class _NoManagedPolicies:
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+def _sub(value: Any, variables: dict[str, str]) -> str:
+    """A `Fn::Sub` string (or plain string) with every ${name} taken from `variables` (an unknown name fails)."""
+    text = value["Fn::Sub"] if isinstance(value, dict) else value
+    assert isinstance(text, str), value
+    return re.sub(r"\$\{([^}]+)\}", lambda m: variables[m.group(1)], text)
+
+
+def _samconfig(path: Path) -> dict[str, Any]:
+    return tomllib.loads(path.read_text())
+
+
+def _overrides(config: dict[str, Any], env: str) -> dict[str, str]:
+    text = config.get(env, {}).get("deploy", {}).get("parameters", {}).get("parameter_overrides", "")
+    return dict(re.findall(r'(\w+)="?([^"\s]*)"?', text))
+
+
+def _example_alias_hooks() -> dict[str, dict[str, Any]]:
+    """What SAM makes of the example's DeploymentPreference.Hooks: each alias's CodeDeployLambdaAliasUpdate."""
+    template = copy.deepcopy(yaml_parse(TEMPLATE.read_text()))
+    template["Globals"]["Function"]["CodeUri"] = "s3://artifacts/code.zip"  # transform offline, as the sandbox does
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    cfn = transform(template, {}, _NoManagedPolicies())
+    return {
+        logical_id: resource["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+        for logical_id, resource in cfn["Resources"].items()
+        if resource["Type"] == "AWS::Lambda::Alias"
+    }
+
+
+def _train_exports(stack_name: str) -> dict[str, str]:
+    """Export name -> value of the train stack deployed as `stack_name`, for outputs that Ref a function (Ref of an
+    AWS::Serverless::Function is its name, here its FunctionName)."""
+    train = cfn_yaml.load(str(TRAIN_TEMPLATE))
+    pseudo = {"AWS::StackName": stack_name}
+    exports = {}
+    for output in train["Outputs"].values():
+        if "Export" not in output or "Ref" not in output["Value"]:
+            continue
+        function = train["Resources"][output["Value"]["Ref"]]
+        exports[_sub(output["Export"]["Name"], pseudo)] = _sub(function["Properties"]["FunctionName"], pseudo)
+    return exports
+
+
+@pytest.mark.parametrize("env", ["default", "staging", "prod"])
+def test_given_a_config_env_of_the_example_when_its_hooks_are_resolved_then_they_are_the_functions_the_train_creates(
+    env: str,
+) -> None:
+    example = _template()
+    train_stack = _samconfig(ROOT / "samconfig.toml")["prod"]["deploy"]["parameters"]["stack_name"]
+    parameters = {name: str(spec.get("Default", "")) for name, spec in example["Parameters"].items()} | _overrides(
+        _samconfig(SERVICE / "samconfig.toml"), env
+    )
+    exports = _train_exports(parameters["TrainStackName"])
+
+    for alias, update in _example_alias_hooks().items():
+        hooks = {
+            phase: exports.get(_sub(update[key]["Fn::ImportValue"], parameters))
+            for phase, key in (("PreTraffic", "BeforeAllowTrafficHook"), ("PostTraffic", "AfterAllowTrafficHook"))
+        }
+
+        # The names template.yaml gives PreTrafficFunction / PostTrafficFunction for the train the example rides.
+        assert hooks == {
+            "PreTraffic": f"CodeDeployHook_{train_stack}_PreTraffic",
+            "PostTraffic": f"CodeDeployHook_{train_stack}_PostTraffic",
+        }, alias

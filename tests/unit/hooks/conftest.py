@@ -3,8 +3,11 @@ HTTP server, and the real hook handler modules loaded fresh for each test.
 
 CodeDeploy is faked with botocore `before-call` handlers on the default session, the way the sandbox emulates it:
 moto answers GetDeployment but never for a Lambda AppSpec we control, and raises NotImplementedError on
-PutLifecycleEventHookExecutionStatus (MOTO_NOTES). moto 5.2.5 also has no StartSyncExecution (404 "Not yet
-implemented"): `_start_sync_via_moto` answers it from a moto StartExecution of the same Express state machine.
+PutLifecycleEventHookExecutionStatus (MOTO_NOTES). The fake answers from tests/fixtures/aws, in AWS's shapes
+(GetDeployment names the AppSpec by its sha256 only, GetApplicationRevision returns its content), and checks every
+answer against botocore's output shape: outside Stubber nothing else would.
+moto 5.2.5 also has no StartSyncExecution (404 "Not yet implemented"): `_start_sync_via_moto` answers it from a moto
+StartExecution of the same Express state machine.
 moto's Lambda without Docker echoes the request (and the sandbox's moto fixes, once applied in this process, run
 registered handlers instead): `_echo_invoke` pins one behaviour for these tests, on moto's functions and versions.
 """
@@ -32,6 +35,7 @@ from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
 from tests.conftest import ROOT
+from tests.fixtures import aws_fixture, aws_fixture_path, checked_answer
 
 DATA = Path(__file__).parent / "data"
 IDEMPOTENCY_TABLE = "hook-idempotency"
@@ -46,8 +50,8 @@ def data_text(name: str, **replacements: str) -> str:
     return text
 
 
-def _ok(parsed: dict[str, Any]) -> tuple[AWSResponse, dict[str, Any]]:
-    return AWSResponse("https://fake", 200, {}, None), parsed  # type: ignore[arg-type]
+def _ok(service: str, operation: str, parsed: dict[str, Any]) -> tuple[AWSResponse, dict[str, Any]]:
+    return AWSResponse("https://fake", 200, {}, None), checked_answer(service, operation, parsed)  # type: ignore[arg-type]
 
 
 def _error(code: str, message: str, status: int = 400) -> tuple[AWSResponse, dict[str, Any]]:
@@ -56,11 +60,14 @@ def _error(code: str, message: str, status: int = 400) -> tuple[AWSResponse, dic
 
 @dataclass
 class FakeCodeDeploy:
-    """GetDeployment / GetDeploymentGroup from registered dicts; PutLifecycleEventHookExecutionStatus recorded."""
+    """GetDeployment / GetApplicationRevision / GetDeploymentGroup from fixtures; PutLifecycleEventHookExecutionStatus
+    recorded."""
 
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    revisions: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (application, sha256) -> answer
     groups: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     reports: list[dict[str, str]] = field(default_factory=list)
+    revision_requests: list[dict[str, Any]] = field(default_factory=list)
     put_error: str | None = None  # error code PutLifecycleEventHookExecutionStatus answers with
     get_error: str | None = None
     completed: set[str] = field(default_factory=set)  # execution ids CodeDeploy considers done
@@ -69,11 +76,18 @@ class FakeCodeDeploy:
         # botocore-stubs types handlers as returning None; a before-call handler's answer replaces the HTTP call.
         events: Any = session.events
         events.register("before-call.codedeploy.GetDeployment", self._get_deployment)
+        events.register("before-call.codedeploy.GetApplicationRevision", self._get_application_revision)
         events.register("before-call.codedeploy.GetDeploymentGroup", self._get_deployment_group)
         events.register("before-call.codedeploy.PutLifecycleEventHookExecutionStatus", self._put_status)
 
-    def add_deployment(self, deployment_id: str, template: str, **replacements: str) -> None:
-        self.deployments[deployment_id] = json.loads(data_text(template, DEPLOYMENT_ID=deployment_id, **replacements))
+    def add_deployment(self, deployment_id: str, case: str = "lambda", **replacements: str) -> None:
+        """GetDeployment/<case>.json, and its AppSpec from GetApplicationRevision/<case>.json when there is one."""
+        answer = aws_fixture("codedeploy", "GetDeployment", case, DEPLOYMENT_ID=deployment_id, **replacements)
+        self.deployments[deployment_id] = answer
+        if aws_fixture_path("codedeploy", "GetApplicationRevision", case).exists():
+            revision = aws_fixture("codedeploy", "GetApplicationRevision", case, DEPLOYMENT_ID=deployment_id)
+            sha256 = revision["revision"]["appSpecContent"]["sha256"]
+            self.revisions[(revision["applicationName"], sha256)] = revision
 
     def statuses(self) -> list[str]:
         return [r["status"] for r in self.reports]
@@ -84,11 +98,23 @@ class FakeCodeDeploy:
             return _error(self.get_error, f"{deployment_id}: injected")
         if deployment_id not in self.deployments:
             return _error("DeploymentDoesNotExistException", f"deployment {deployment_id} does not exist")
-        return _ok(self.deployments[deployment_id])
+        return _ok("codedeploy", "GetDeployment", self.deployments[deployment_id])
+
+    def _get_application_revision(self, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        body = json.loads(params["body"])
+        self.revision_requests.append(body)
+        revision = body["revision"]
+        if revision.get("revisionType") != "AppSpecContent":
+            return _error("InvalidRevisionException", f"revisionType {revision.get('revisionType')!r}")
+        key = (body["applicationName"], revision.get("appSpecContent", {}).get("sha256", ""))
+        if key not in self.revisions:
+            return _error("RevisionDoesNotExistException", f"no revision {key}")
+        return _ok("codedeploy", "GetApplicationRevision", self.revisions[key])
 
     def _get_deployment_group(self, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
         body = json.loads(params["body"])
-        return _ok({"deploymentGroupInfo": self.groups[(body["applicationName"], body["deploymentGroupName"])]})
+        answer = {"deploymentGroupInfo": self.groups[(body["applicationName"], body["deploymentGroupName"])]}
+        return _ok("codedeploy", "GetDeploymentGroup", answer)
 
     def _put_status(self, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
         body = json.loads(params["body"])
@@ -99,7 +125,10 @@ class FakeCodeDeploy:
         if execution_id in self.completed:
             return _error("LifecycleEventAlreadyCompletedException", f"{execution_id} already completed")
         self.completed.add(execution_id)
-        return _ok({"lifecycleEventHookExecutionId": execution_id})
+        answer = aws_fixture(
+            "codedeploy", "PutLifecycleEventHookExecutionStatus", "reported", EXECUTION_ID=execution_id
+        )
+        return _ok("codedeploy", "PutLifecycleEventHookExecutionStatus", answer)
 
 
 def _echo_invoke(
@@ -126,7 +155,7 @@ def _start_sync_via_moto(params: dict[str, Any], **_: Any) -> tuple[AWSResponse,
             break
         time.sleep(0.01)
     keys = ("executionArn", "stateMachineArn", "status", "output", "error", "cause", "startDate", "stopDate", "input")
-    return _ok({k: described[k] for k in keys if k in described})
+    return _ok("stepfunctions", "StartSyncExecution", {k: described[k] for k in keys if k in described})
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,16 @@ from release_train.domain.checks import (
     parse_check_suite,
 )
 from release_train.domain.errors import InvalidInput
-from release_train.domain.hook_targets import EcsTarget, LambdaTarget, checks_parameter_name, target_from_deployment
+from release_train.domain.hook_targets import (
+    AppSpecRevision,
+    EcsTarget,
+    LambdaTarget,
+    appspec_content,
+    appspec_revision_to_fetch,
+    checks_parameter_name,
+    target_from_deployment,
+)
+from tests.fixtures import aws_fixture
 from tests.unit.hooks.conftest import data_text
 
 ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:svc-smoke"
@@ -221,28 +231,74 @@ def test_given_a_check_timeout_shorter_than_what_is_left_when_allowed_then_it_ge
 # --- deployment targets -------------------------------------------------------------------------------------------
 
 
-def _lambda_info(content: str) -> dict[str, object]:
-    return {
-        "deploymentId": "d-1",
-        "computePlatform": "Lambda",
-        "revision": {"revisionType": "AppSpecContent", "appSpecContent": {"content": content}},
-    }
+def _deployment(case: str = "lambda") -> dict[str, Any]:
+    """deploymentInfo as GetDeployment answers: the AppSpec named by its sha256, never its content."""
+    info: dict[str, Any] = aws_fixture("codedeploy", "GetDeployment", case, DEPLOYMENT_ID="d-1")["deploymentInfo"]
+    return info
 
 
-def test_given_a_cloudformation_appspec_when_read_then_the_function_and_versions_are_found() -> None:
-    info = json.loads(data_text("deployment_lambda.json", DEPLOYMENT_ID="d-1"))["deploymentInfo"]
+def _appspec(case: str = "lambda") -> str:
+    """The AppSpec GetApplicationRevision returns for that deployment."""
+    content = appspec_content(aws_fixture("codedeploy", "GetApplicationRevision", case)["revision"])
+    assert content is not None
+    return content
 
+
+def test_given_a_lambda_deployment_when_its_appspec_is_located_then_it_is_asked_for_by_sha256() -> None:
+    info = _deployment()
+
+    wanted = appspec_revision_to_fetch(info)
+
+    assert wanted == AppSpecRevision(
+        "svc-company-prod-ServerlessDeploymentApplication-1A2B3C4D5E6F",
+        {"revisionType": "AppSpecContent", "appSpecContent": {"sha256": info["revision"]["appSpecContent"]["sha256"]}},
+    )
+
+
+def test_given_a_legacy_string_revision_when_its_appspec_is_located_then_it_is_asked_for_with_its_own_type() -> None:
+    info = {**_deployment(), "revision": {"revisionType": "String", "string": {"sha256": "ab12"}}}
+
+    wanted = appspec_revision_to_fetch(info)
+
+    assert wanted is not None and wanted.revision == {"revisionType": "String", "string": {"sha256": "ab12"}}
+
+
+def test_given_a_revision_without_sha256_when_its_appspec_is_located_then_the_missing_field_is_named() -> None:
+    info = {**_deployment(), "revision": {"revisionType": "AppSpecContent", "appSpecContent": {}}}
+
+    with pytest.raises(InvalidInput, match=r"needs applicationName and appSpecContent\.sha256"):
+        appspec_revision_to_fetch(info)
+
+
+def test_given_an_ecs_deployment_when_its_appspec_is_located_then_nothing_is_fetched() -> None:
+    assert appspec_revision_to_fetch(_deployment("ecs")) is None
+
+
+def test_given_a_revision_that_already_carries_its_content_when_located_then_nothing_is_fetched() -> None:
+    # Not what AWS's GetDeployment answers; what a caller that resolved the AppSpec already may pass.
+    info = {**_deployment(), "revision": {"revisionType": "AppSpecContent", "appSpecContent": {"content": _appspec()}}}
+
+    assert appspec_revision_to_fetch(info) is None
     assert target_from_deployment(info) == LambdaTarget("d-1", "company-svc-create", "live", "1", "2")
 
 
-def test_given_a_lowercase_yaml_appspec_with_a_function_arn_when_read_then_the_bare_name_is_used() -> None:
-    content = (
-        "version: 0.0\nresources:\n  - fn:\n      type: AWS::Lambda::Function\n      properties:\n"
-        "        name: arn:aws:lambda:us-east-1:123456789012:function:svc-a\n        alias: live\n"
-        "        currentversion: 3\n        targetversion: 4\n"
+def test_given_get_deployment_alone_when_a_lambda_target_is_read_then_it_fails_naming_get_application_revision() -> (
+    None
+):
+    with pytest.raises(InvalidInput, match="fetch it with GetApplicationRevision"):
+        target_from_deployment(_deployment())
+
+
+def test_given_a_cloudformation_appspec_when_read_then_the_function_and_versions_are_found() -> None:
+    assert target_from_deployment(_deployment(), _appspec()) == LambdaTarget(
+        "d-1", "company-svc-create", "live", "1", "2"
     )
 
-    assert target_from_deployment(_lambda_info(content)) == LambdaTarget("d-1", "svc-a", "live", "3", "4")
+
+def test_given_a_lowercase_yaml_appspec_with_a_function_arn_when_read_then_the_bare_name_is_used() -> None:
+    case = "lambda_documented_appspec"
+
+    assert target_from_deployment(_deployment(case), _appspec(case)) == LambdaTarget("d-1", "svc-a", "live", "3", "4")
 
 
 def test_given_an_appspec_without_target_version_when_read_then_the_missing_field_is_named() -> None:
@@ -251,18 +307,18 @@ def test_given_an_appspec_without_target_version_when_read_then_the_missing_fiel
     )
 
     with pytest.raises(InvalidInput, match=r"Resources\[0\]\.Properties\.TargetVersion is missing"):
-        target_from_deployment(_lambda_info(content))
+        target_from_deployment(_deployment(), content)
 
 
 def test_given_an_ecs_deployment_when_read_then_the_test_listener_and_checks_key_are_found() -> None:
-    info = json.loads(
-        data_text("deployment_ecs.json", DEPLOYMENT_ID="d-2", PROD_LISTENER_ARN="prod", TEST_LISTENER_ARN="test")
+    info = aws_fixture(
+        "codedeploy", "GetDeployment", "ecs", DEPLOYMENT_ID="d-2", PROD_LISTENER_ARN="prod", TEST_LISTENER_ARN="test"
     )["deploymentInfo"]
 
     target = target_from_deployment(info)
 
-    assert target == EcsTarget("d-2", "web-app", "web-app-prod", "test")
-    assert checks_parameter_name(target) == "/release-train/checks/ecs/web-app/web-app-prod"
+    assert target == EcsTarget("d-2", "AppECS-web-cluster-web", "DgpECS-web-cluster-web", "test")
+    assert checks_parameter_name(target) == "/release-train/checks/ecs/AppECS-web-cluster-web/DgpECS-web-cluster-web"
 
 
 def test_given_a_server_deployment_when_read_then_it_is_rejected_as_unsupported() -> None:

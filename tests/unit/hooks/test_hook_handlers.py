@@ -14,6 +14,7 @@ import pytest
 
 from release_train.hook_lambda import HookAlreadyInProgress
 from tests.conftest import FakeLambdaContext, load_event
+from tests.fixtures import aws_fixture
 from tests.unit.hooks.conftest import FUNCTION, FakeCodeDeploy, Loopback, create_state_machine, load_hook, put_checks
 
 PASS_MACHINE = {"StartAt": "Ok", "States": {"Ok": {"Type": "Pass", "Result": {"ok": True}, "End": True}}}
@@ -22,7 +23,7 @@ FAIL_MACHINE = {"StartAt": "No", "States": {"No": {"Type": "Fail", "Error": "Smo
 
 def _lambda_deployment(aws: FakeCodeDeploy, event_file: str) -> dict[str, Any]:
     event = load_event(event_file)
-    aws.add_deployment(event["DeploymentId"], "deployment_lambda.json")
+    aws.add_deployment(event["DeploymentId"])
     return event
 
 
@@ -43,6 +44,36 @@ def test_given_passing_invoke_http_and_express_checks_when_pre_traffic_runs_then
         }
     ]
     assert [c["outcome"] for c in result["checks"]] == ["passed", "passed", "passed"]
+
+
+def test_given_a_lambda_deployment_when_a_hook_runs_then_its_appspec_comes_from_get_application_revision(
+    aws: FakeCodeDeploy, lambda_context: FakeLambdaContext
+) -> None:
+    # GetDeployment's appSpecContent.content is always null (API_GetDeployment.html): the fixture carries the sha256.
+    event = _lambda_deployment(aws, "pre_traffic/lambda_deployment.json")
+    put_checks(FUNCTION, "checks_failing_invoke.json")
+    deployment = aws_fixture("codedeploy", "GetDeployment", "lambda", DEPLOYMENT_ID=event["DeploymentId"])
+    revision = deployment["deploymentInfo"]["revision"]
+    assert "content" not in revision["appSpecContent"]
+
+    result = load_hook("pre_traffic").handler(event, lambda_context)
+
+    assert aws.revision_requests == [
+        {"applicationName": deployment["deploymentInfo"]["applicationName"], "revision": revision}
+    ]
+    assert result["target"] == "lambda:company-svc-create:live 1 -> 2"
+
+
+def test_given_an_appspec_revision_codedeploy_cannot_find_when_pre_traffic_runs_then_failed_is_reported_once(
+    aws: FakeCodeDeploy, lambda_context: FakeLambdaContext
+) -> None:
+    event = _lambda_deployment(aws, "pre_traffic/lambda_deployment.json")
+    aws.revisions.clear()
+
+    result = load_hook("pre_traffic").handler(event, lambda_context)
+
+    assert aws.statuses() == ["Failed"]
+    assert "RevisionDoesNotExistException" in result["reasons"][0]
 
 
 def test_given_a_failing_invoke_check_when_pre_traffic_runs_then_failed_is_reported_once(

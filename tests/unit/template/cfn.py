@@ -66,12 +66,22 @@ class Statement:
         return action in self.actions and any(fnmatch.fnmatchcase(arn, pattern) for pattern in self.resources)
 
 
-class Resolver:
-    """Evaluates the intrinsics IAM policies use, with stand-ins for the account and physical names."""
+_NO_VALUE = object()  # Ref AWS::NoValue: the list item or property is left out
 
-    def __init__(self, cfn: dict[str, Any]) -> None:
+
+class Resolver:
+    """Evaluates the intrinsics IAM policies use, with stand-ins for the account and physical names.
+
+    Parameters take their defaults unless `parameters` overrides them (as `sam deploy --parameter-overrides` does);
+    Conditions are evaluated from them, so `Fn::If` picks its branch and `AWS::NoValue` drops list items.
+    """
+
+    def __init__(self, cfn: dict[str, Any], parameters: dict[str, str] | None = None) -> None:
         self._cfn = cfn
         self._params = {k: str(v.get("Default", "")) for k, v in cfn.get("Parameters", {}).items()}
+        unknown = set(parameters or {}) - set(self._params)
+        assert not unknown, f"no such template parameters: {unknown}"
+        self._params.update(parameters or {})
         self._pseudo = {
             "AWS::Partition": PARTITION,
             "AWS::Region": REGION,
@@ -121,16 +131,39 @@ class Resolver:
             return self.name(target)
         raise KeyError(f"{target}.{attribute}")
 
+    def condition(self, name: str) -> bool:
+        return self._truth(self._cfn["Conditions"][name])
+
+    def _truth(self, value: Any) -> bool:
+        ((key, arg),) = value.items()
+        if key == "Condition":
+            return self.condition(arg)
+        if key == "Fn::Equals":
+            left, right = (self.resolve(a) for a in arg)
+            return bool(str(left) == str(right))
+        if key == "Fn::Not":
+            return not self._truth(arg[0])
+        if key == "Fn::And":
+            return all(self._truth(a) for a in arg)
+        if key == "Fn::Or":
+            return any(self._truth(a) for a in arg)
+        raise KeyError(f"condition function {key}")
+
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
-            return [self.resolve(v) for v in value]
+            return [r for r in (self.resolve(v) for v in value) if r is not _NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) != 1:
-            return {k: self.resolve(v) for k, v in value.items()}
+            return {k: r for k, r in ((k, self.resolve(v)) for k, v in value.items()) if r is not _NO_VALUE}
         ((key, arg),) = value.items()
+        if key == "Ref" and arg == "AWS::NoValue":
+            return _NO_VALUE
         if key == "Ref":
             return self.ref(arg)
+        if key == "Fn::If":
+            name, when_true, when_false = arg
+            return self.resolve(when_true if self.condition(name) else when_false)
         if key == "Fn::GetAtt":
             target, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
             return self.get_att(target, attribute)
@@ -153,8 +186,10 @@ class Resolver:
         return PLACEHOLDER.sub(one, text)
 
 
-def role_statements(cfn: dict[str, Any], role_logical_id: str) -> list[Statement]:
-    resolver = Resolver(cfn)
+def role_statements(
+    cfn: dict[str, Any], role_logical_id: str, parameters: dict[str, str] | None = None
+) -> list[Statement]:
+    resolver = Resolver(cfn, parameters)
     statements = []
     for policy in cfn["Resources"][role_logical_id]["Properties"].get("Policies", []):
         for raw in policy["PolicyDocument"]["Statement"]:

@@ -1,14 +1,18 @@
 """Invariant 8: every API a state or handler calls is granted, nothing more; no `*` actions; `Resource: "*"` only
-where AWS documents no resource-level permissions (Step Functions' CloudWatch Logs vended-logs delivery).
+where AWS documents no resource-level permissions (Step Functions' CloudWatch Logs vended-logs delivery; the hooks'
+status report and ELBv2 reads).
 
 What each state needs is derived from the ASL. What each handler calls is a static table (HANDLER_CALLS), kept honest
-by scanning the adapter modules for boto3 calls: a new call fails `test_..._every_boto3_call_is_in_the_table`.
+by scanning the adapter modules for boto3 calls: a new call fails `test_..._every_boto3_call_is_in_the_table`. The
+traffic hooks are in the table like every function: their adapters (codedeploy, checks_store, check_runners,
+hook_clients) and the Powertools DynamoDB persistence layer their idempotency uses are scanned the same way.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import re
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -16,9 +20,22 @@ from typing import Any
 
 import botocore.session
 import pytest
+from aws_lambda_powertools.utilities.idempotency.persistence import dynamodb as powertools_idempotency
 from botocore import xform_name
 
-from release_train.adapters import alarms, codebuild, executions, fleet_store, ledger, notifier, sources
+from release_train.adapters import (
+    alarms,
+    check_runners,
+    checks_store,
+    codebuild,
+    codedeploy,
+    executions,
+    fleet_store,
+    hook_clients,
+    ledger,
+    notifier,
+    sources,
+)
 from tests.unit.template.cfn import (
     ACCOUNT,
     ASL,
@@ -73,6 +90,12 @@ ADAPTER_MODULES = {
     "executions": executions,
     "codebuild": codebuild,
     "alarms": alarms,
+    # the traffic hooks
+    "codedeploy": codedeploy,
+    "checks_store": checks_store,
+    "check_runners": check_runners,
+    "hook_clients": hook_clients,  # builds the clients, calls nothing: a call added there must be listed here
+    "powertools_idempotency": powertools_idempotency,  # the hooks' idempotency records (Powertools, not ours)
 }
 ADAPTER_CALLS: dict[str, dict[str, str]] = {
     "ledger": {
@@ -102,6 +125,23 @@ ADAPTER_CALLS: dict[str, dict[str, str]] = {
         "describe_alarms": "cloudwatch:DescribeAlarms",
         "describe_alarm_history": "cloudwatch:DescribeAlarmHistory",
         "list_tags_for_resource": "cloudwatch:ListTagsForResource",
+    },
+    "codedeploy": {
+        "get_deployment": "codedeploy:GetDeployment",
+        "get_application_revision": "codedeploy:GetApplicationRevision",
+        "get_deployment_group": "codedeploy:GetDeploymentGroup",
+        "put_lifecycle_event_hook_execution_status": "codedeploy:PutLifecycleEventHookExecutionStatus",
+        "describe_listeners": "elasticloadbalancing:DescribeListeners",
+        "describe_load_balancers": "elasticloadbalancing:DescribeLoadBalancers",
+    },
+    "checks_store": {"get_parameter": "ssm:GetParameter"},
+    "check_runners": {"invoke": "lambda:InvokeFunction", "start_sync_execution": "states:StartSyncExecution"},
+    "hook_clients": {},
+    "powertools_idempotency": {
+        "get_item": "dynamodb:GetItem",
+        "put_item": "dynamodb:PutItem",
+        "update_item": "dynamodb:UpdateItem",
+        "delete_item": "dynamodb:DeleteItem",
     },
 }
 # Calls only the operator CLI makes (with the operator's credentials), never a Lambda.
@@ -135,6 +175,42 @@ _EVIDENCE = [  # the gate's reads; the approval packet previews them
     ("alarms", "list_tags_for_resource", ALARM),
 ]
 _NOTIFY = [("notifier", "publish", TOPIC), ("notifier", "get_secret_value", WEBHOOK_SECRET)]
+# The traffic hooks: a Lambda deployment of the fleet (SAM names the application and groups after the stack), an ECS
+# blue/green one (its test listener), the checks they run.
+IDEMPOTENCY_TABLE = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/rt-IdempotencyTable"
+FLEET_APPLICATION = "svc-company-prod-ServerlessDeploymentApplication-1A2B3C4D5E6F"
+FLEET_DEPLOYMENT_GROUP = (
+    f"arn:aws:codedeploy:{REGION}:{ACCOUNT}:deploymentgroup:{FLEET_APPLICATION}/"
+    "svc-company-prod-CreateCompanyFunctionDeploymentGroup-6F5E4D3C2B1A"
+)
+FLEET_APPLICATION_ARN = f"arn:aws:codedeploy:{REGION}:{ACCOUNT}:application:{FLEET_APPLICATION}"
+TEST_LISTENER = f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:listener/app/web/50dc6c495c0c9188/f2f7dc8efc522ab2"
+LOAD_BALANCER = f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:loadbalancer/app/web/50dc6c495c0c9188"
+CHECKS_PARAMETER = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/release-train/checks/svc-company-prod-create"
+_HOOK_CALLS = [
+    ("powertools_idempotency", "get_item", IDEMPOTENCY_TABLE),
+    ("powertools_idempotency", "put_item", IDEMPOTENCY_TABLE),
+    ("powertools_idempotency", "update_item", IDEMPOTENCY_TABLE),
+    ("powertools_idempotency", "delete_item", IDEMPOTENCY_TABLE),
+    ("codedeploy", "get_deployment", FLEET_DEPLOYMENT_GROUP),
+    ("codedeploy", "get_application_revision", FLEET_APPLICATION_ARN),
+    ("codedeploy", "get_deployment_group", FLEET_DEPLOYMENT_GROUP),
+    ("codedeploy", "put_lifecycle_event_hook_execution_status", "*"),  # no resource-level permissions: only "*"
+    ("codedeploy", "describe_listeners", TEST_LISTENER),
+    ("codedeploy", "describe_load_balancers", LOAD_BALANCER),
+    ("checks_store", "get_parameter", CHECKS_PARAMETER),
+    ("check_runners", "invoke", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:svc-company-prod-create:7"),
+    ("check_runners", "start_sync_execution", f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:svc-orders-smoke"),
+]
+# An application and deployment group the ECS console created: not named with the fleet prefix (ADR 0005).
+ECS_CONSOLE_GROUP = f"arn:aws:codedeploy:{REGION}:{ACCOUNT}:deploymentgroup:AppECS-cluster-svc/DgpECS-cluster-svc"
+ECS_CONSOLE_APPLICATION = f"arn:aws:codedeploy:{REGION}:{ACCOUNT}:application:AppECS-cluster-svc"
+ECS_CONSOLE_READS = [
+    ("codedeploy:GetDeployment", ECS_CONSOLE_GROUP),
+    ("codedeploy:GetDeploymentGroup", ECS_CONSOLE_GROUP),
+    ("codedeploy:GetApplicationRevision", ECS_CONSOLE_APPLICATION),
+]
+HOOK_ROLES = ["PreTrafficFunctionRole", "PostTrafficFunctionRole"]
 HANDLER_CALLS: dict[str, list[tuple[str, str, str]]] = {
     "PlanReleaseFunction": [
         *_LEDGER_WRITE,
@@ -162,12 +238,17 @@ HANDLER_CALLS: dict[str, list[tuple[str, str, str]]] = {
         ("codebuild", "batch_get_builds", PROJECT),
         ("codebuild", "stop_build", PROJECT),
     ],
+    "PreTrafficFunction": _HOOK_CALLS,
+    "PostTrafficFunction": _HOOK_CALLS,
 }
 
 
 @cache
 def _boto3_operations() -> frozenset[str]:
-    services = ["dynamodb", "s3", "sns", "secretsmanager", "codecommit", "codebuild", "cloudwatch", "stepfunctions"]
+    services = [
+        *("dynamodb", "s3", "sns", "secretsmanager", "codecommit", "codebuild", "cloudwatch", "stepfunctions"),
+        *("codedeploy", "elbv2", "ssm", "lambda"),  # the traffic hooks
+    ]
     models = [botocore.session.get_session().get_service_model(s) for s in services]  # no client needed
     names = {xform_name(op) for model in models for op in model.operation_names}
     return frozenset(names | {"batch_writer"})  # the DynamoDB Table resource's BatchWriteItem
@@ -252,11 +333,9 @@ def test_given_the_adapter_calls_when_attributed_then_each_is_made_by_a_handler_
     assert every - made == TRAINCTL_ONLY
 
 
-def test_given_the_template_when_its_train_functions_are_listed_then_each_has_an_entry_in_the_table() -> None:
+def test_given_the_template_when_its_functions_are_listed_then_each_has_an_entry_in_the_table() -> None:
     cfn = cfn_template()
-    functions = {
-        k for k, v in cfn["Resources"].items() if v["Type"] == "AWS::Lambda::Function" and "Traffic" not in k
-    }  # the traffic hooks' IAM is tested with the hooks
+    functions = {k for k, v in cfn["Resources"].items() if v["Type"] == "AWS::Lambda::Function"}
 
     assert functions == set(HANDLER_CALLS)
 
@@ -328,3 +407,48 @@ def test_given_a_function_role_when_its_managed_policies_are_read_then_only_basi
     arns = cfn_template()["Resources"][role]["Properties"].get("ManagedPolicyArns", [])
 
     assert arns == ["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]
+
+
+# --- the traffic hooks' CodeDeploy scope (ADR 0005) -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", HOOK_ROLES)
+@pytest.mark.parametrize(("action", "arn"), ECS_CONSOLE_READS)
+def test_given_the_default_scope_when_an_ecs_console_deployment_is_read_then_it_is_not_granted(
+    role: str, action: str, arn: str
+) -> None:
+    assert not _granted(role_statements(cfn_template(), role), action, arn)
+
+
+@pytest.mark.parametrize("role", HOOK_ROLES)
+@pytest.mark.parametrize(("action", "arn"), ECS_CONSOLE_READS)
+def test_given_the_ecs_console_pattern_configured_when_its_deployment_is_read_then_it_is_granted(
+    role: str, action: str, arn: str
+) -> None:
+    statements = role_statements(cfn_template(), role, {"HookExtraApplicationPattern": "AppECS-*"})
+
+    assert _granted(statements, action, arn)
+    assert _granted(statements, action, FLEET_APPLICATION_ARN if "Revision" in action else FLEET_DEPLOYMENT_GROUP)
+
+
+@pytest.mark.parametrize("role", HOOK_ROLES)
+def test_given_the_ecs_console_pattern_configured_when_the_role_is_read_then_nothing_but_codedeploy_reads_widen(
+    role: str,
+) -> None:
+    default = role_statements(cfn_template(), role)
+    configured = role_statements(cfn_template(), role, {"HookExtraApplicationPattern": "AppECS-*"})
+
+    assert {s.sid for s in set(configured) - set(default)} == {"ReadTheDeployment", "ReadTheAppSpec"}
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [("", True), ("AppECS-*", True), ("team.a_*", True), ("*", False), ("*ECS*", False), ("App/Dgp*", False)],
+)
+def test_given_an_extra_application_pattern_when_checked_by_the_template_then_a_leading_wildcard_is_refused(
+    value: str, accepted: bool
+) -> None:
+    # A pattern starting with "*" would be every application in the account; "/" would reach into group names.
+    pattern = cfn_template()["Parameters"]["HookExtraApplicationPattern"]["AllowedPattern"]
+
+    assert (re.fullmatch(pattern, value) is not None) is accepted

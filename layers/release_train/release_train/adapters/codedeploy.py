@@ -6,13 +6,22 @@ from typing import Any
 
 from release_train.adapters.hook_clients import LazyClient, error_code
 from release_train.domain.checks import HookStatus
-from release_train.domain.hook_targets import DeploymentTarget, EcsTarget, target_from_deployment, test_listener_arn
+from release_train.domain.hook_targets import (
+    DeploymentTarget,
+    EcsTarget,
+    appspec_content,
+    appspec_revision_to_fetch,
+    target_from_deployment,
+    test_listener_arn,
+)
 from release_train.hooks import ReportResult
 
 
 class CodeDeployDeployments:
-    """GetDeployment -> DeploymentTarget. For ECS, resolves the test listener to a base URL.
+    """GetDeployment (+ GetApplicationRevision for the AppSpec) -> DeploymentTarget. For ECS, resolves the test
+    listener to a base URL.
 
+    Lambda: GetDeployment's revision names the AppSpec by its sha256 only; GetApplicationRevision returns its content.
     ECS: deploymentInfo.loadBalancerInfo is used when GetDeployment returns it, else the deployment group's
     (GetDeploymentGroup). The listener's port/protocol and the load balancer's DNS name come from ELBv2.
     """
@@ -22,8 +31,18 @@ class CodeDeployDeployments:
         self._elbv2 = elbv2 or LazyClient("elbv2")
 
     def target(self, deployment_id: str) -> DeploymentTarget:
-        info: dict[str, Any] = self._codedeploy.get().get_deployment(deploymentId=deployment_id)["deploymentInfo"]
-        target = target_from_deployment(info)
+        codedeploy = self._codedeploy.get()
+        info: dict[str, Any] = codedeploy.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
+        appspec: str | None = None
+        wanted = appspec_revision_to_fetch(info)
+        if wanted is not None:
+            # GetDeployment: "The content property of the appSpecContent object in the returned revision is always
+            # null. Use GetApplicationRevision and the sha256 property [...]" (API_GetDeployment.html).
+            answer = codedeploy.get_application_revision(
+                applicationName=wanted.application_name, revision=wanted.revision
+            )
+            appspec = appspec_content(answer.get("revision") or {})
+        target = target_from_deployment(info, appspec)
         if isinstance(target, EcsTarget):
             return self._with_test_endpoint(target)
         return target

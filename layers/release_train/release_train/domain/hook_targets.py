@@ -3,7 +3,12 @@
 Lambda: the revision is an AppSpec (JSON or YAML) whose Resources[].<name>.Properties hold Name, Alias,
 CurrentVersion, TargetVersion. AWS documents the keys in lower case ("resources", "targetversion") and CloudFormation
 writes them capitalised ("Resources", "TargetVersion"): keys are matched case-insensitively.
-ECS blue/green: the test endpoint comes from the test listener of loadBalancerInfo.targetGroupPairInfoList.
+GetDeployment never carries the AppSpec itself, only its sha256: "The content property of the appSpecContent object
+in the returned revision is always null. Use GetApplicationRevision and the sha256 property [...] to get the content"
+(https://docs.aws.amazon.com/codedeploy/latest/APIReference/API_GetDeployment.html). `appspec_revision_to_fetch`
+says what to ask GetApplicationRevision for; the adapter asks and passes the content to `target_from_deployment`.
+ECS blue/green: the test endpoint comes from the test listener of loadBalancerInfo.targetGroupPairInfoList (the
+AppSpec is not needed, so it is not fetched).
 """
 
 from __future__ import annotations
@@ -56,13 +61,60 @@ def checks_parameter_name(target: DeploymentTarget, prefix: str = CHECKS_PREFIX)
     return f"{prefix.rstrip('/')}/{target.checks_key}"
 
 
-def target_from_deployment(info: dict[str, Any]) -> DeploymentTarget:
-    """Turn deploymentInfo (GetDeployment) into the thing to check. Raises InvalidInput when it cannot."""
+@dataclass(frozen=True)
+class AppSpecRevision:
+    """The GetApplicationRevision request that returns a deployment's AppSpec: its application and its revision
+    location, named by the sha256 GetDeployment gives (RevisionLocation: revisionType + appSpecContent|string)."""
+
+    application_name: str
+    revision: dict[str, Any]
+
+
+# RevisionLocation.revisionType -> the member holding {content, sha256}. AppSpecContent is the documented type for
+# Lambda and ECS; String (RawString) is its deprecated, Lambda-only predecessor.
+_CONTENT_MEMBERS = {"AppSpecContent": "appSpecContent", "String": "string"}
+
+
+def appspec_revision_to_fetch(info: dict[str, Any]) -> AppSpecRevision | None:
+    """What to ask GetApplicationRevision for, or None when nothing needs fetching: an ECS deployment (its target
+    comes from loadBalancerInfo), or a revision that already carries its content (not AWS's GetDeployment, which
+    never does, but a caller that resolved it already). Raises InvalidInput when the AppSpec cannot be located."""
+    if info.get("computePlatform") != "Lambda":
+        return None
+    revision = info.get("revision") or {}
+    if appspec_content(revision) is not None:
+        return None
+    source = f"deployment {info.get('deploymentId', '?')}"
+    kind = revision.get("revisionType")
+    member = _CONTENT_MEMBERS.get(str(kind))
+    sha256 = (revision.get(member) or {}).get("sha256") if member else None
+    application = info.get("applicationName")
+    if member is None or not isinstance(sha256, str) or not sha256 or not application:
+        needs = f"applicationName and {member or 'appSpecContent'}.sha256"
+        raise InvalidInput(source, [f"revision ({kind!r}) names no AppSpec to fetch: needs {needs}"])
+    return AppSpecRevision(str(application), {"revisionType": kind, member: {"sha256": sha256}})
+
+
+def appspec_content(revision: dict[str, Any]) -> str | None:
+    """The AppSpec text of a RevisionLocation (GetApplicationRevision's `revision`), or None when it has none."""
+    for member in _CONTENT_MEMBERS.values():
+        content = (revision.get(member) or {}).get("content")
+        if isinstance(content, str) and content.strip():
+            return content
+    return None
+
+
+def target_from_deployment(info: dict[str, Any], appspec: str | None = None) -> DeploymentTarget:
+    """Turn deploymentInfo (GetDeployment) into the thing to check. Raises InvalidInput when it cannot.
+
+    `appspec`: the Lambda AppSpec, as GetApplicationRevision returned it (see `appspec_revision_to_fetch`); without
+    it, the revision in `info` must carry its content.
+    """
     deployment_id = str(info.get("deploymentId", "?"))
     source = f"deployment {deployment_id}"
     platform = info.get("computePlatform")
     if platform == "Lambda":
-        return _lambda_target(deployment_id, _appspec_content(info, source), source)
+        return _lambda_target(deployment_id, appspec or _appspec_content(info, source), source)
     if platform == "ECS":
         return EcsTarget(
             deployment_id=deployment_id,
@@ -83,13 +135,12 @@ def test_listener_arn(load_balancer_info: dict[str, Any]) -> str | None:
 
 def _appspec_content(info: dict[str, Any], source: str) -> str:
     revision = info.get("revision") or {}
-    # AppSpecContent is the documented type for Lambda; "String" (RawString) is its deprecated predecessor.
-    for key in ("appSpecContent", "string"):
-        content = (revision.get(key) or {}).get("content")
-        if isinstance(content, str) and content.strip():
-            return content
-    kind = revision.get("revisionType")
-    raise InvalidInput(source, [f"revision ({kind!r}) carries no AppSpec content (appSpecContent.content)"])
+    content = appspec_content(revision)
+    if content is None:
+        kind = revision.get("revisionType")
+        why = "GetDeployment never returns it; fetch it with GetApplicationRevision"
+        raise InvalidInput(source, [f"revision ({kind!r}) carries no AppSpec content ({why})"])
+    return content
 
 
 def _lambda_target(deployment_id: str, content: str, source: str) -> LambdaTarget:
