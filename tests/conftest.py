@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
+# moto's interpreter logs every error a state machine catches (with the whole parsed state) at ERROR level.
+logging.getLogger("moto").setLevel(logging.CRITICAL)
 
 
 @pytest.fixture(autouse=True)

@@ -94,7 +94,12 @@ class _Progress:
     help="what the emulated world does (default: everything succeeds, prod approved)",
 )
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object (for machines) instead of tables")
-@click.option("--time-scale", type=float, default=None, help="real seconds per virtual second (default 2e-6)")
+@click.option(
+    "--pace",
+    type=click.FloatRange(min=1.0),
+    default=None,
+    help="virtual seconds per wall second, to watch a train unfold (default: as fast as the machine goes)",
+)
 @click.option(
     "--log",
     "log_path",
@@ -103,10 +108,9 @@ class _Progress:
     help="write the functions' structured logs here",
 )
 def simulate(
-    fleet_path: Path, scenario_path: Path | None, as_json: bool, time_scale: float | None, log_path: Path | None
+    fleet_path: Path, scenario_path: Path | None, as_json: bool, pace: float | None, log_path: Path | None
 ) -> None:
     """Run a whole release train locally on the embedded emulator (no AWS account needed)."""
-    from trainctl.sandbox.runner import DEFAULT_TIME_SCALE
     from trainctl.sandbox.runner import simulate as run
     from trainctl.sandbox.scenario import Scenario, load_scenario
 
@@ -120,11 +124,10 @@ def simulate(
             if scenario_path
             else Scenario(name="default", approvals={"prod": {"decision": "approve"}})
         )
+        source = str(scenario_path) if scenario_path else "default scenario"
         progress = _Progress()
         if as_json or not console.is_terminal:
-            result = run(
-                fleet_path, scenario, ROOT, None if as_json else progress, time_scale or DEFAULT_TIME_SCALE, log_path
-            )
+            result = run(fleet_path, scenario, ROOT, None if as_json else progress, pace, log_path, source)
         else:
             with Live(progress.render(), console=console, refresh_per_second=8) as live:
 
@@ -132,7 +135,7 @@ def simulate(
                     progress(observed)
                     live.update(progress.render())
 
-                result = run(fleet_path, scenario, ROOT, update, time_scale or DEFAULT_TIME_SCALE, log_path)
+                result = run(fleet_path, scenario, ROOT, update, pace, log_path, source)
     if as_json:
         doc = result.to_json()
         doc["scenario"] = scenario.name

@@ -1,94 +1,39 @@
-"""Regression tests for trainctl/sandbox/moto_fixes.py: each fails on plain moto 5.2.x (see MOTO_NOTES.md)."""
+"""Regression tests for trainctl/sandbox/moto_fixes.py: each fails on plain moto 5.2.x (see MOTO_NOTES.md).
+
+Every test runs on the event-driven virtual clock: nothing here sleeps or polls on the wall clock.
+"""
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
-from trainctl.sandbox import clock as vclock
-from trainctl.sandbox import emulators, moto_fixes
-from trainctl.sandbox.lambda_runtime import FunctionSpec, registry
+from tests.sandbox.harness import Sandbox, on_state, sandbox
 from trainctl.sandbox.scenario import BuildBehaviour, Scenario
 
-ROLE = "arn:aws:iam::123456789012:role/sfn"
+SCENARIO = Scenario(
+    builds={
+        "staging": {
+            "bad": BuildBehaviour(outcome="FAILED"),
+            "slow": BuildBehaviour(duration=timedelta(days=1)),
+        }
+    }
+)
 
 
 @pytest.fixture
-def aws(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    moto_fixes.apply()
-    clock = vclock.VirtualClock(datetime(2026, 11, 23, 9, tzinfo=UTC), scale=1e-5)
-    world = emulators.World(Scenario(builds={"staging": {"bad": BuildBehaviour(outcome="FAILED")}}), clock, "us-east-1")
-    vclock.activate(clock)
-    emulators.activate(world)
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
-        yield {
-            "sfn": boto3.client("stepfunctions", region_name="us-east-1"),
-            "clock": clock,
-            "world": world,
-            "tmp": tmp_path,
-        }
-    vclock.activate(None)
-    emulators.activate(None)
-    registry.reset()
+def box(tmp_path: Path) -> Iterator[Sandbox]:
+    with sandbox(tmp_path, SCENARIO) as sb:
+        yield sb
 
 
-def _run(
-    sfn: Any, definition: dict[str, Any], payload: dict[str, Any] | None = None, stop_when: Any = None
-) -> dict[str, Any]:
-    arn = sfn.create_state_machine(name=f"m{time.monotonic_ns()}", definition=json.dumps(definition), roleArn=ROLE)[
-        "stateMachineArn"
-    ]
-    execution = sfn.start_execution(stateMachineArn=arn, name="e1", input=json.dumps(payload or {}))["executionArn"]
-    for _ in range(3000):
-        described = sfn.describe_execution(executionArn=execution)
-        if stop_when and described["status"] == "RUNNING" and stop_when(sfn, execution):
-            sfn.stop_execution(executionArn=execution, error="OperatorCancelled", cause="test stop")
-            stop_when = None
-        if described["status"] != "RUNNING":
-            return dict(described)
-        time.sleep(0.005)
-    raise AssertionError("execution did not end")
-
-
-def _function(tmp: Path, body: str) -> str:
-    (tmp / "fn").mkdir(exist_ok=True)
-    (tmp / "fn" / "app.py").write_text(body)
-    iam = boto3.client("iam", region_name="us-east-1")
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
-        ],
-    }
-    role = iam.create_role(RoleName="probe", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
-    lam = boto3.client("lambda", region_name="us-east-1")
-    arn = lam.create_function(
-        FunctionName="probe",
-        Runtime="python3.13",
-        Role=role,
-        Handler="app.handler",
-        Code={"ZipFile": b"x"},
-        Environment={"Variables": {"GREETING": "hi"}},
-    )["FunctionArn"]
-    registry.register(FunctionSpec("probe", "Probe", tmp / "fn", "app.handler", {"GREETING": "hi"}, 30, 128, arn))
-    return str(arn)
-
-
-def test_given_a_lambda_task_when_it_runs_then_the_real_handler_runs_with_its_environment(aws: dict[str, Any]) -> None:
-    arn = _function(
-        aws["tmp"],
-        "import os\nGREETING = os.environ['GREETING']\n"
-        "def handler(event, context):\n    return {'said': GREETING + ' ' + event['name']}\n",
-    )
-    definition = {
+def _call(arn: str) -> dict[str, Any]:
+    return {
         "StartAt": "Call",
         "States": {
             "Call": {
@@ -100,33 +45,63 @@ def test_given_a_lambda_task_when_it_runs_then_the_real_handler_runs_with_its_en
             }
         },
     }
-    result = _run(aws["sfn"], definition, {"name": "train"})
+
+
+# --- 1. Lambda in-process, beside its state ------------------------------------------------------------------------
+
+
+def test_given_a_lambda_task_when_it_runs_then_the_real_handler_runs_with_its_environment(box: Sandbox) -> None:
+    arn = box.function(
+        "probe",
+        "import os\nGREETING = os.environ['GREETING']\n"
+        "def handler(event, context):\n    return {'said': GREETING + ' ' + event['name']}\n",
+        {"GREETING": "hi"},
+    )
+    result = box.run(_call(arn), {"name": "train"})
     assert result["status"] == "SUCCEEDED"
     assert json.loads(result["output"]) == {"said": "hi train"}
 
 
-def test_given_a_handler_that_raises_when_invoked_then_the_error_name_is_the_exception_class(
-    aws: dict[str, Any],
-) -> None:
-    arn = _function(
-        aws["tmp"],
+def test_given_a_handler_that_raises_when_invoked_then_the_error_name_is_the_exception_class(box: Sandbox) -> None:
+    arn = box.function(
+        "probe",
         "class GateBlocked(Exception):\n    pass\ndef handler(event, context):\n    raise GateBlocked('alarm fired')\n",
     )
-    definition = {
-        "StartAt": "Call",
-        "States": {
-            "Call": {
-                "Type": "Task",
-                "Resource": "arn:aws:states:::lambda:invoke",
-                "Parameters": {"FunctionName": arn, "Payload.$": "$"},
-                "End": True,
-            }
-        },
-    }
-    result = _run(aws["sfn"], definition)
+    result = box.run(_call(arn))
     assert result["status"] == "FAILED"
     assert result["error"] == "GateBlocked"
     assert "alarm fired" in result["cause"]
+
+
+def test_given_a_stop_while_a_lambda_runs_when_stopped_then_the_state_ends_now_and_the_invocation_goes_on(
+    tmp_path: Path,
+) -> None:
+    # Scenario `lambdas` are keyed like the state machine's states (function `Call` = state Call).
+    with sandbox(tmp_path, Scenario(lambdas={"Call": {"duration": "PT30S"}})) as box:
+        marker = tmp_path / "ran"
+        body = (
+            "import pathlib\ndef handler(event, context):\n"
+            f"    pathlib.Path({str(marker)!r}).write_text('x')\n    return {{}}\n"
+        )
+        arn = box.function("call", body)
+        stopped_at: list[float] = []
+
+        def stop() -> None:
+            stopped_at.append(box.clock.elapsed)
+            box.sfn.stop_execution(executionArn=execution, error="OperatorCancelled", cause="test stop")
+
+        with on_state("Call", stop):
+            execution = box.start(_call(arn))
+            box.settle()
+        described = box.sfn.describe_execution(executionArn=execution)
+        assert described["status"] == "ABORTED"
+        assert (described["stopDate"] - described["startDate"]).total_seconds() == pytest.approx(0, abs=1)
+        assert stopped_at == [0.0]
+        assert marker.exists()  # the invocation finished after the stop, 30 virtual seconds in
+        assert box.clock.elapsed == pytest.approx(30)
+
+
+# --- 2. CodeBuild .sync -------------------------------------------------------------------------------------------
 
 
 def _build_definition(project: str) -> dict[str, Any]:
@@ -149,38 +124,98 @@ def _build_definition(project: str) -> dict[str, Any]:
 
 
 def test_given_codebuild_sync_when_the_build_succeeds_then_the_task_waits_for_it_and_returns_the_build(
-    aws: dict[str, Any],
+    box: Sandbox,
 ) -> None:
-    aws["world"].register_project("good-staging", "staging", "good")
-    result = _run(aws["sfn"], _build_definition("good-staging"))
+    box.world.codebuild.register_project("good-staging", "staging", "good")
+    result = box.run(_build_definition("good-staging"))
     assert result["status"] == "SUCCEEDED"
     output = json.loads(result["output"])
     assert output["status"] == "SUCCEEDED"
     assert output["id"].startswith("good-staging:")
-    assert aws["clock"].elapsed >= 360  # the default 6-minute build passed in virtual time
+    assert box.clock.elapsed == 360  # the default 6-minute build, exactly
 
 
-def test_given_codebuild_sync_when_the_build_fails_then_the_task_fails_with_states_taskfailed(
-    aws: dict[str, Any],
-) -> None:
-    aws["world"].register_project("bad-staging", "staging", "bad")
-    result = _run(aws["sfn"], _build_definition("bad-staging"))
+def test_given_codebuild_sync_when_the_build_fails_then_the_task_fails_with_states_taskfailed(box: Sandbox) -> None:
+    box.world.codebuild.register_project("bad-staging", "staging", "bad")
+    result = box.run(_build_definition("bad-staging"))
     assert result["status"] == "FAILED"
     assert result["error"] == "States.TaskFailed"
     assert json.loads(result["cause"])["BuildStatus"] == "FAILED"
 
 
-def test_given_a_two_day_wait_when_run_then_it_passes_in_virtual_time(aws: dict[str, Any]) -> None:
-    definition = {"StartAt": "Bake", "States": {"Bake": {"Type": "Wait", "SecondsPath": "$.s", "End": True}}}
-    # Without the fix the Wait lasts two real days: _run gives up after a few seconds and fails the test.
-    result = _run(aws["sfn"], definition, {"s": 172800})
-    assert result["status"] == "SUCCEEDED"
-    assert aws["clock"].elapsed == pytest.approx(172800)
-
-
-def test_given_a_stop_during_a_map_when_stopped_then_the_execution_is_aborted_with_its_cause(
-    aws: dict[str, Any],
+def test_given_a_sync_build_when_the_execution_stops_as_it_is_submitted_then_step_functions_stops_the_build(
+    box: Sandbox,
 ) -> None:
+    from trainctl.sandbox.observer import observers
+
+    box.world.codebuild.register_project("slow-staging", "staging", "slow")
+    arns: list[str] = []
+
+    def stop_on_submit(event_type: str, details: dict[str, Any], arn: str | None) -> None:
+        # The hardest moment: the build exists, moto has not polled it once yet.
+        if event_type == "TaskSubmitted" and arn:
+            box.sfn.stop_execution(executionArn=arn, error="OperatorCancelled", cause="test stop")
+            arns.append(arn)
+
+    observers.append(stop_on_submit)
+    try:
+        box.start(_build_definition("slow-staging"))
+        box.settle()
+    finally:
+        observers.remove(stop_on_submit)
+    assert box.sfn.describe_execution(executionArn=arns[0])["status"] == "ABORTED"
+    (build,) = box.world.codebuild.builds.values()
+    assert build.status == "STOPPED"  # no clean-up ran here: the stop is Step Functions'
+    assert box.clock.elapsed == 0  # stopped at once, not after the day-long build
+
+
+# --- 3. virtual, event-driven time --------------------------------------------------------------------------------
+
+
+def test_given_a_two_day_wait_when_run_then_it_passes_in_virtual_time(box: Sandbox) -> None:
+    definition = {"StartAt": "Bake", "States": {"Bake": {"Type": "Wait", "SecondsPath": "$.s", "End": True}}}
+    result = box.run(definition, {"s": 172800})
+    assert result["status"] == "SUCCEEDED"
+    assert box.clock.elapsed == 172800
+    assert (result["stopDate"] - result["startDate"]).total_seconds() == 172800  # dates are virtual too
+
+
+def test_given_a_wave_of_60_builds_at_concurrency_40_then_it_takes_two_build_lengths(box: Sandbox) -> None:
+    for i in range(60):
+        box.world.codebuild.register_project(f"svc{i}-staging", "staging", f"svc{i}")
+    definition = {
+        "StartAt": "Wave",
+        "States": {
+            "Wave": {
+                "Type": "Map",
+                "ItemsPath": "$.projects",
+                "MaxConcurrency": 40,
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "INLINE"},
+                    "StartAt": "Build",
+                    "States": {
+                        "Build": {
+                            "Type": "Task",
+                            "Resource": "arn:aws:states:::codebuild:startBuild.sync",
+                            "Parameters": {"ProjectName.$": "$"},
+                            "ResultSelector": {"s.$": "$.Build.BuildStatus"},
+                            "End": True,
+                        }
+                    },
+                },
+                "End": True,
+            }
+        },
+    }
+    result = box.run(definition, {"projects": [f"svc{i}-staging" for i in range(60)]})
+    assert result["status"] == "SUCCEEDED"
+    assert box.clock.elapsed == 720  # 40 builds 0-6 min, the other 20 6-12 min (AWS: about 12 minutes)
+
+
+# --- 5 + 6. StopExecution ------------------------------------------------------------------------------------------
+
+
+def test_given_a_stop_during_a_map_when_stopped_then_the_execution_is_aborted_with_its_cause(box: Sandbox) -> None:
     definition = {
         "StartAt": "Each",
         "States": {
@@ -197,54 +232,45 @@ def test_given_a_stop_during_a_map_when_stopped_then_the_execution_is_aborted_wi
             }
         },
     }
-    result = _run(aws["sfn"], definition, {"items": [1, 2, 3]}, stop_when=lambda sfn, arn: True)
+    arns: list[str] = []
+
+    def stop() -> None:
+        box.sfn.stop_execution(executionArn=arns[0], error="OperatorCancelled", cause="test stop")
+
+    with on_state("Bake", stop, occurrence=2):
+        arns.append(box.start(definition, {"items": [1, 2, 3]}))
+        box.settle()
+    result = box.sfn.describe_execution(executionArn=arns[0])
     assert result["status"] == "ABORTED"
     assert result.get("error") == "OperatorCancelled"
     assert result.get("cause") == "test stop"
+    assert box.clock.elapsed == 86400  # stopped as the second item began, not after all three
 
 
-def test_given_a_sync_build_when_the_execution_stops_as_it_is_submitted_then_step_functions_stops_the_build(
-    aws: dict[str, Any],
-) -> None:
-    from trainctl.sandbox.observer import observers
+def test_given_a_stop_right_after_the_start_then_the_execution_is_aborted(box: Sandbox) -> None:
+    definition = {"StartAt": "Bake", "States": {"Bake": {"Type": "Wait", "Seconds": 86400, "End": True}}}
 
-    world = aws["world"]
-    world.scenario = Scenario(builds={"staging": {"slow": BuildBehaviour(duration=timedelta(days=1))}})
-    world.register_project("slow-staging", "staging", "slow")
-    sfn = aws["sfn"]
+    def start_and_stop() -> str:
+        machine = box.machine(definition)
+        arn = str(box.sfn.start_execution(stateMachineArn=machine, name="e1", input="{}")["executionArn"])
+        # An operator cancelling the moment the train started: the environment must exist already (MOTO_NOTES).
+        box.sfn.stop_execution(executionArn=arn, error="OperatorCancelled", cause="right away")
+        return arn
 
-    def stop_on_submit(event_type: str, details: dict[str, Any]) -> None:
-        # The hardest moment: the build exists, moto has not polled it once yet.
-        if event_type == "TaskSubmitted":
-            arn = sfn.list_executions(stateMachineArn=machine)["executions"][0]["executionArn"]
-            sfn.stop_execution(executionArn=arn, error="OperatorCancelled", cause="test stop")
-
-    machine = sfn.create_state_machine(
-        name="stopper", definition=json.dumps(_build_definition("slow-staging")), roleArn=ROLE
-    )["stateMachineArn"]
-    observers.append(stop_on_submit)
-    try:
-        execution = sfn.start_execution(stateMachineArn=machine, name="e1", input="{}")["executionArn"]
-        for _ in range(2000):
-            if sfn.describe_execution(executionArn=execution)["status"] != "RUNNING":
-                break
-            time.sleep(0.005)
-    finally:
-        observers.remove(stop_on_submit)
-    assert sfn.describe_execution(executionArn=execution)["status"] == "ABORTED"
-    (build,) = world.builds.values()
-    assert build.status(aws["clock"].elapsed) == "STOPPED"  # no clean-up ran here: the stop is Step Functions'
+    arn = box.act(start_and_stop)
+    box.settle()
+    assert box.sfn.describe_execution(executionArn=arn)["status"] == "ABORTED"
+    assert box.clock.elapsed == 0
 
 
-def test_given_a_long_history_when_read_newest_first_in_pages_then_pages_follow_the_api_contract(
-    aws: dict[str, Any],
-) -> None:
+# --- 8 + 9 ---------------------------------------------------------------------------------------------------------
+
+
+def test_given_a_long_history_when_read_newest_first_in_pages_then_pages_follow_the_api_contract(box: Sandbox) -> None:
     definition = {"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "B"}, "B": {"Type": "Pass", "End": True}}}
-    sfn = aws["sfn"]
-    _run(sfn, definition)
-    arn = sfn.list_executions(stateMachineArn=sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"])[
-        "executions"
-    ][0]["executionArn"]
+    arn = box.start(definition)
+    box.settle()
+    sfn = box.sfn
     everything = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
     first = sfn.get_execution_history(executionArn=arn, reverseOrder=True, maxResults=2)
     rest = sfn.get_execution_history(executionArn=arn, reverseOrder=True, maxResults=1000, nextToken=first["nextToken"])
@@ -254,7 +280,7 @@ def test_given_a_long_history_when_read_newest_first_in_pages_then_pages_follow_
 
 
 def test_given_many_tasks_when_the_interpreter_asks_for_clients_then_each_service_and_region_gets_one(
-    aws: dict[str, Any],
+    box: Sandbox,
 ) -> None:
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
     from moto.stepfunctions.parser.asl.utils import boto_client
@@ -263,5 +289,15 @@ def test_given_many_tasks_when_the_interpreter_asks_for_clients_then_each_servic
     assert lambda_eval_utils.boto_client_for(region="us-east-1", service="lambda") is first  # the importers' copies
     assert boto_client.boto_client_for(region="eu-west-1", service="lambda") is not first
     assert boto_client.boto_client_for(region="us-east-1", service="codebuild") is not first
-    # A cached client still reaches the mock (and is the one the next task gets).
-    assert first.list_functions()["Functions"] == []
+    assert first.list_functions()["Functions"] == []  # a cached client still reaches the mock
+
+
+def test_given_an_invoke_of_a_version_when_it_runs_then_that_version_runs_and_is_reported(box: Sandbox) -> None:
+    import boto3
+
+    box.function("versioned", "def handler(event, context):\n    return {'ran': context.function_version}\n")
+    lam = boto3.client("lambda")
+    version = lam.publish_version(FunctionName="versioned")["Version"]
+    answer = box.act(lambda: lam.invoke(FunctionName="versioned", Qualifier=version, Payload=b"{}"))
+    assert json.loads(answer["Payload"].read()) == {"ran": version}  # plain moto ran $LATEST
+    assert answer["ExecutedVersion"] == version

@@ -266,6 +266,76 @@ def test_given_prod_needs_approval_when_nobody_answers_then_it_times_out_blocked
     assert _gate(approval_timeout, "prod") is None
 
 
+def test_given_an_answer_after_the_approval_timed_out_then_it_is_refused_and_kept_as_a_refused_answer(
+    approval_late: SimulationResult,
+) -> None:
+    result = approval_late
+    assert result.status == "BLOCKED" and result.reason.startswith("ApprovalTimedOut: ")
+    [approval] = result.approvals
+    assert approval["status"] == "TIMED_OUT"  # not APPROVED: the answer came an hour after the 24 h timeout
+    [answer] = result.approval_answers
+    assert (answer["by"], answer["accepted"]) == ("late@example.com", False)
+    assert "already decided: TIMED_OUT" in answer["refused"]
+    refused = [e["detail"] for e in result.events if e["kind"] == "approval_refused"]
+    assert refused == [
+        {"stage": "prod", "answer": "APPROVED", "by": "late@example.com", "why": "already decided: TIMED_OUT"}
+    ]
+    assert _gate(result, "prod") is None
+
+
+def test_given_an_answer_after_the_execution_stopped_then_step_functions_refuses_it_and_it_is_recorded_expired(
+    approval_after_cancel: SimulationResult,
+) -> None:
+    result = approval_after_cancel
+    [answer] = result.approval_answers
+    assert answer["accepted"] is False
+    assert "TaskTimedOut" in answer["refused"]  # the ledger still said PENDING; Step Functions said no
+    [approval] = result.approvals
+    assert (approval["status"], approval["decided_by"]) == ("EXPIRED", "rm@example.com")
+    assert result.status == "CANCELLED"
+    assert result.cleanup is not None and result.cleanup["closed"] is True  # the late clean-up still closed it
+
+
+def test_given_two_approvers_answering_together_then_the_first_answer_counts_and_the_second_is_refused(
+    approval_two_approvers: SimulationResult,
+) -> None:
+    result = approval_two_approvers
+    assert [(a["by"], a["accepted"]) for a in result.approval_answers] == [
+        ("alice@example.com", True),
+        ("bob@example.com", False),
+    ]
+    [approval] = result.approvals
+    assert (approval["status"], approval["decided_by"]) == ("APPROVED", "alice@example.com")
+    assert result.status == "SUCCEEDED"
+
+
+def test_given_a_lost_clean_up_when_the_next_train_starts_then_it_reclaims_the_lock_and_closes_the_old_release(
+    cleanup_lost: SimulationResult,
+) -> None:
+    result = cleanup_lost
+    assert result.cleanup is None  # EventBridge never delivered it
+    assert result.status == "CANCELLED"
+    assert result.reason == (
+        "execution ABORTED and its clean-up never ran; closed when release 2026-W49 reclaimed the lock"
+    )
+    assert {r["release_id"]: r["status"] for r in result.fleet_releases} == {
+        "2026-W48": "CANCELLED",
+        "2026-W49": "SUCCEEDED",
+    }
+    assert "lock_reclaimed" in [e["kind"] for e in result.events]
+
+
+def test_given_a_clean_up_that_lands_while_finalize_runs_then_the_cancel_stands(
+    cleanup_races_finalize: SimulationResult,
+) -> None:
+    result = cleanup_races_finalize
+    assert result.execution_status == "ABORTED"
+    assert result.status == "CANCELLED"  # FinalizeRelease ran after the clean-up and changed nothing
+    assert result.invocations["FinalizeReleaseFunction"] == 1
+    kinds = [e["kind"] for e in result.events]
+    assert "cleaned_up" in kinds and "succeeded" not in kinds
+
+
 # --- cancel -------------------------------------------------------------------------------------------------------
 
 

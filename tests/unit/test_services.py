@@ -80,9 +80,13 @@ class FakeExecutions:
     running: set[str] = field(default_factory=set)
     rejected: list[tuple[str, str, str]] = field(default_factory=list)
     approved: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    ended: dict[str, str] = field(default_factory=dict)  # execution -> status once it is not running
 
     def is_running(self, execution_arn: str) -> bool:
         return execution_arn in self.running
+
+    def status(self, execution_arn: str) -> str | None:
+        return "RUNNING" if execution_arn in self.running else self.ended.get(execution_arn)
 
     def last_entered_state(self, execution_arn: str) -> str | None:
         return "EvaluateGate"
@@ -304,6 +308,24 @@ def test_given_a_reclaimed_lock_when_the_old_release_is_read_then_it_records_who
 
     assert {"kind": "lock_reclaimed", "at": "2026-11-30T09:00:00+00:00", "detail": {"by": "2026-W49"}} in (
         world.ledger.events("2026-W48")
+    )
+
+
+@pytest.mark.parametrize(("ended", "closed_as"), [("ABORTED", Status.CANCELLED), ("FAILED", Status.FAILED)])
+def test_given_a_holder_whose_clean_up_was_lost_when_its_lock_is_reclaimed_then_its_release_is_closed(
+    world: World, ended: str, closed_as: Status
+) -> None:
+    world.plan(EXEC_A)
+    world.executions.ended[EXEC_A] = ended  # stopped or failed, and EventBridge never delivered the status change
+    _a_week_later(world)
+
+    world.plan(EXEC_B)
+
+    old = world.ledger.release("2026-W48")
+    assert old is not None
+    assert old.status is closed_as  # invariant 3: no release stays RUNNING after its execution ended
+    assert old.reason == (
+        f"execution {ended} and its clean-up never ran; closed when release 2026-W49 reclaimed the lock"
     )
 
 

@@ -1,176 +1,431 @@
-"""Emulated CodeDeploy canary deployments for the prod stage (issue "Traffic hooks").
+"""Emulated CodeDeploy for Lambda: what `sam deploy` with `AutoPublishAlias` + `DeploymentPreference` does.
 
-When a prod build starts for a service with canary functions (CANARY_SERVICES: data, one entry per example service),
-this does what `sam deploy` + CodeDeploy do for ONE of its functions, inside moto and in virtual time:
+Every fleet service with a `deploy` block has its functions in moto's Lambda from the start (version 1 = the running
+release, its alias on it). When the service's build reaches its deploy step:
+- outside its canary stages, the new version is published and the alias moves to it at once;
+- in a canary stage, each function gets a CodeDeploy deployment that runs on the virtual clock beside the build
+  (a participant of its own): BeforeAllowTraffic hook -> traffic steps of the deployment configuration (with the
+  scenario's canary alarms) -> AfterAllowTraffic hook -> Succeeded; a Failed or missing hook report, an alarm or a
+  StopDeployment rolls the alias back. The build ends when all its deployments ended (CloudFormation waits for them);
+  when one fails, CloudFormation rolls the stack back, so the aliases of its siblings return to their old versions.
 
-1. the function exists in moto Lambda (version 1 = the running release, alias `live` -> 1) and runs the example
-   service's real handler code in-process (lambda_runtime.registry);
-2. the new version is published (the target) and its checks are written to SSM (/release-train/checks/<function>),
-   taken from the example template's parameter;
-3. a deployment record answers `codedeploy:GetDeployment` (real shape: computePlatform Lambda, AppSpec content with
-   Name/Alias/CurrentVersion/TargetVersion) and takes `PutLifecycleEventHookExecutionStatus` (once per hook execution;
-   a second report raises LifecycleEventAlreadyCompletedException, as AWS does);
-4. the real PreTraffic hook runs in-process; if it reported Succeeded, the alias shifts per the deployment config
-   (canary 10% -> wait -> 100%) with virtual waits, rolling back on a scenario alarm (`during: canary`); then the
-   real PostTraffic hook runs. A Failed (or missing) report at any hook rolls back (alias back on the old version).
+The hooks are the stack's real PreTraffic/PostTraffic functions, invoked asynchronously as CodeDeploy does (Lambda
+retries a failed async invocation twice, after 1 and 2 minutes), and they read the deployment through this API.
+Function code: an example service's real handlers where `examples/*/template.yaml` defines the function (matched by
+its stack name in the example's samconfig.toml), a stand-in (`standin_function.py`) otherwise.
 
-The deployment runs synchronously inside StartBuild (the build *is* `sam deploy`); the build's outcome and duration
-follow it: a failed/rolled-back deployment makes the build FAILED, so the prod wave fails.
+API shapes follow the CodeDeploy API reference. Where it says more than the model can: GetDeployment's
+`revision.appSpecContent.content` "is always null. Use GetApplicationRevision and the sha256 property" (GetDeployment);
+a second status report for one hook execution raises LifecycleEventAlreadyCompletedException
+(PutLifecycleEventHookExecutionStatus); a hook that does not report within one hour fails the deployment
+(CodeDeploy User Guide, "AppSpec 'hooks' section for an AWS Lambda deployment").
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
-import os
-import sys
 import threading
-import traceback
+import tomllib
 import uuid
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
 from samtranslator.yaml_helper import yaml_parse
 
-from trainctl.sandbox import emulators
-from trainctl.sandbox.clock import VirtualClock
-from trainctl.sandbox.emulators import ApiError, Build
+from trainctl.sandbox import vtime
+from trainctl.sandbox.emulators import ACCOUNT, ApiError, Route
 from trainctl.sandbox.lambda_runtime import FunctionSpec, registry
-from trainctl.sandbox.scenario import HookBehaviour, Scenario
+from trainctl.sandbox.scenario import HookBehaviour
 
-CANARY_STAGE = "prod"
-ALIAS = "live"
+if TYPE_CHECKING:
+    from release_train.domain.fleet import Service
+    from trainctl.sandbox.codebuild import Build
+    from trainctl.sandbox.emulators import World
 
+HOOK_LIMIT_S = 3600.0
+ASYNC_RETRY_DELAYS_S = (60.0, 120.0)  # Lambda's async retries (template: EventInvokeConfig MaximumRetryAttempts 2)
+STANDIN = Path(__file__).parent
 
-@dataclass(frozen=True)
-class CanaryService:
-    """Which example service dir holds a fleet service's code, and which of its functions the sandbox canaries."""
-
-    example_dir: str  # relative to the repository root
-    function: str  # logical id in the example template
-    checks: str  # logical id of its checks parameter (AWS::SSM::Parameter)
-    table: str  # logical id of the DynamoDB table the function reads (TABLE_NAME)
-    deployment_config: str = "CodeDeployDefault.LambdaCanary10Percent5Minutes"
-
-
-CANARY_SERVICES: dict[str, CanaryService] = {
-    "company-service": CanaryService(
-        example_dir="examples/company-service",
-        function="ReadCompanyFunction",
-        checks="ReadCompanyChecks",
-        table="CompanyTable",
-    ),
-}
-
-# Predefined Lambda configs: the traffic steps (weight of the new version, then virtual seconds to wait).
+# The traffic steps of each predefined Lambda configuration: (weight of the new version, seconds until the next step).
 DEPLOYMENT_CONFIGS: dict[str, list[tuple[float, float]]] = {
     "CodeDeployDefault.LambdaAllAtOnce": [],
-    "CodeDeployDefault.LambdaCanary10Percent5Minutes": [(0.1, 300)],
-    "CodeDeployDefault.LambdaCanary10Percent10Minutes": [(0.1, 600)],
-    "CodeDeployDefault.LambdaCanary10Percent15Minutes": [(0.1, 900)],
-    "CodeDeployDefault.LambdaCanary10Percent30Minutes": [(0.1, 1800)],
-    "CodeDeployDefault.LambdaLinear10PercentEvery1Minute": [(i / 10, 60) for i in range(1, 10)],
+    **{f"CodeDeployDefault.LambdaCanary10Percent{m}Minutes": [(0.1, m * 60.0)] for m in (5, 10, 15, 30)},
+    "CodeDeployDefault.LambdaLinear10PercentEvery1Minute": [(i / 10, 60.0) for i in range(1, 10)],
+    **{
+        f"CodeDeployDefault.LambdaLinear10PercentEvery{m}Minutes": [(i / 10, m * 60.0) for i in range(1, 10)]
+        for m in (2, 3, 10)
+    },
 }
+
+
+@dataclass
+class Site:
+    """One deployed function of one service in one stage."""
+
+    service: str
+    stage: str
+    function: str
+    alias: str
+    stack: str
+    checks: dict[str, Any]
+    example: tuple[Path, str, dict[str, str]] | None = None  # code dir, handler, environment
 
 
 @dataclass
 class Deployment:
     id: str
-    service: str
+    site: Site
     application: str
     group: str
     config: str
-    function: str
     current_version: str
     target_version: str
-    create_time: float
-    status: str = "Created"  # Created | InProgress | Succeeded | Failed | Stopped
-    complete_time: float | None = None
-    hooks: dict[str, str] = field(default_factory=dict)  # execution id -> phase
-    reports: dict[str, str] = field(default_factory=dict)  # execution id -> Succeeded | Failed
-    report_calls: list[dict[str, Any]] = field(default_factory=list)
-    failing_phase: str | None = None  # GetDeployment errors while this hook phase runs (`raise`)
-    active_phase: str | None = None
+    appspec: str
+    create_v: float
+    status: str = "Created"
+    complete_v: float | None = None
     error: str | None = None
     rolled_back: bool = False
+    rolled_back_by_stack: bool = False
+    hooks: dict[str, str] = field(default_factory=dict)  # execution id -> phase
+    reports: dict[str, str] = field(default_factory=dict)  # execution id -> Succeeded | Failed
+    reported: dict[str, vtime.VEvent] = field(default_factory=dict)
+    report_calls: list[dict[str, Any]] = field(default_factory=list)
+    hook_results: list[dict[str, Any]] = field(default_factory=list)
+    routing: list[dict[str, Any]] = field(default_factory=list)
+    failing_phase: str | None = None
+    stop_requested: vtime.VEvent = field(default_factory=vtime.VEvent)
+    stop_rollback: bool = True
+    finished: vtime.VEvent = field(default_factory=vtime.VEvent)
+    build_id: str | None = None
 
-    def appspec(self) -> str:
-        return json.dumps(
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.appspec.encode()).hexdigest()
+
+
+@dataclass
+class DeployRun:
+    """One build's deploy step: its deployments, and whether the stack update they belong to succeeded."""
+
+    deployments: list[Deployment]
+    finished: vtime.VEvent = field(default_factory=vtime.VEvent)
+    succeeded: bool = False
+
+
+class CodeDeploy:
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.sites: dict[tuple[str, str], list[Site]] = {}  # (service, stage) -> its functions
+        self.deployments: dict[str, Deployment] = {}
+        self.revisions: dict[tuple[str, str], str] = {}  # (application, sha256) -> AppSpec content
+        self.hook_functions: dict[str, str] = {}  # "pre_traffic"/"post_traffic" -> the stack's function name
+        self._lock = threading.Lock()
+
+    def routes(self) -> dict[tuple[str, str], Route]:
+        return {
+            ("codedeploy", "GetDeployment"): self.get_deployment,
+            ("codedeploy", "GetApplicationRevision"): self.get_application_revision,
+            ("codedeploy", "PutLifecycleEventHookExecutionStatus"): self.put_hook_status,
+            ("codedeploy", "StopDeployment"): self.stop_deployment,
+            ("codedeploy", "ListDeployments"): self.list_deployments,
+        }
+
+    # --- set-up: the functions as the last release left them -------------------------------------------------
+
+    def prepare(self, root: Path, pre_traffic: str, post_traffic: str) -> None:
+        fleet = self.world.fleet
+        if fleet is None:
+            return
+        self.hook_functions = {"pre_traffic": pre_traffic, "post_traffic": post_traffic}
+        examples = _ExampleFunctions(root)
+        for service in fleet.services:
+            if service.deploy is None:
+                continue
+            canary_stages = fleet.canary_stages(service)
+            for stage in fleet.stages:
+                sites = [
+                    self._site(service, stage.name, name, examples, stage.name in canary_stages)
+                    for name in fleet.functions_for(service, stage.name)
+                ]
+                self.sites[(service.name, stage.name)] = sites
+
+    def _site(self, service: Service, stage: str, name: str, examples: _ExampleFunctions, canary: bool) -> Site:
+        assert service.deploy is not None
+        example = examples.find(name)
+        stack = example.stack if example else f"svc-{service.name}-{stage}"
+        checks = example.checks if example else _standin_checks()
+        site = Site(service.name, stage, name, service.deploy.alias, stack, checks)
+        lam = self.world.client("lambda")
+        environment: dict[str, str] = {}
+        if example is not None:
+            environment = example.environment(self.world.client("dynamodb"))
+            site.example = (example.code_dir, example.handler, environment)
+            if canary:
+                import os
+                import sys
+
+                # The example's handlers read their environment when called; in-process that is os.environ (the
+                # runner restores it). Only canary stages invoke functions (the hooks' checks).
+                os.environ.update(environment)
+                if str(example.code_dir) not in sys.path:
+                    sys.path.insert(0, str(example.code_dir))
+        role = _lambda_role(self.world.client("iam"), name)
+        arn = lam.create_function(
+            FunctionName=name,
+            Runtime="python3.13",
+            Role=role,
+            Handler=example.handler if example else "standin_function.handler",
+            Code={"ZipFile": _zip()},
+            Environment={"Variables": environment},
+            Timeout=10,
+            MemorySize=256,
+        )["FunctionArn"]
+        first = lam.publish_version(FunctionName=name)["Version"]
+        lam.create_alias(FunctionName=name, Name=site.alias, FunctionVersion=first)
+        code_dir, handler = (example.code_dir, example.handler) if example else (STANDIN, "standin_function.handler")
+        registry.register(
+            FunctionSpec(
+                name=name,
+                logical_id=f"Fleet_{name}".replace("-", "_"),
+                code_dir=code_dir,
+                handler=handler,
+                environment=environment,
+                timeout_s=10,
+                memory_mb=256,
+                arn=arn,
+            )
+        )
+        return site
+
+    # --- a build's deploy step --------------------------------------------------------------------------------
+
+    def deploy(self, build: Build) -> DeployRun | None:
+        fleet = self.world.fleet
+        if fleet is None or build.service is None:
+            return None
+        sites = self.sites.get((build.service, build.stage))
+        if not sites:
+            return None
+        service = fleet.service(build.service)
+        assert service.deploy is not None
+        lam = self.world.client("lambda")
+        if build.stage not in fleet.canary_stages(service):
+            for site in sites:
+                target = _publish(lam, site.function, build.source_version)
+                lam.update_alias(FunctionName=site.function, Name=site.alias, FunctionVersion=target, RoutingConfig={})
+            run = DeployRun([], succeeded=True)
+            run.finished.set()
+            return run
+        deployments = [self._create(site, service.deploy.deployment_config, build) for site in sites]
+        run = DeployRun(deployments)
+        build.deployments.extend(d.id for d in deployments)
+        vtime.spawn(lambda: self._stack_update(run), f"stack-update:{build.id}")
+        return run
+
+    def _create(self, site: Site, config: str, build: Build) -> Deployment:
+        lam, ssm = self.world.client("lambda"), self.world.client("ssm")
+        current = str(lam.get_alias(FunctionName=site.function, Name=site.alias)["FunctionVersion"])
+        target = _publish(lam, site.function, build.source_version)
+        ssm.put_parameter(
+            Name=f"/release-train/checks/{site.function}", Type="String", Value=json.dumps(site.checks), Overwrite=True
+        )
+        logical = "".join(part.title() for part in site.function.replace(site.stack, "").split("-") if part)
+        appspec = json.dumps(
             {
                 "version": 0.0,
                 "Resources": [
                     {
-                        self.function: {
+                        f"{logical}Function": {
                             "Type": "AWS::Lambda::Function",
                             "Properties": {
-                                "Name": self.function,
-                                "Alias": ALIAS,
-                                "CurrentVersion": self.current_version,
-                                "TargetVersion": self.target_version,
+                                "Name": site.function,
+                                "Alias": site.alias,
+                                "CurrentVersion": current,
+                                "TargetVersion": target,
                             },
                         }
                     }
                 ],
                 "Hooks": [
-                    {"BeforeAllowTraffic": "PreTraffic"},
-                    {"AfterAllowTraffic": "PostTraffic"},
+                    {"BeforeAllowTraffic": self.hook_functions.get("pre_traffic", "")},
+                    {"AfterAllowTraffic": self.hook_functions.get("post_traffic", "")},
                 ],
             }
         )
+        deployment = Deployment(
+            id=f"d-{uuid.uuid4().hex[:9].upper()}",
+            site=site,
+            application=f"{site.stack}-ServerlessDeploymentApplication",
+            group=f"{site.stack}-{logical}FunctionDeploymentGroup",
+            config=config,
+            current_version=current,
+            target_version=target,
+            appspec=appspec,
+            create_v=self.world.clock.elapsed,
+            build_id=build.id,
+        )
+        with self._lock:
+            self.deployments[deployment.id] = deployment
+            self.revisions[(deployment.application, deployment.sha256)] = appspec
+        return deployment
 
+    def _stack_update(self, run: DeployRun) -> None:
+        """CloudFormation updates the aliases together (one deployment each) and waits for all of them."""
+        threads = [vtime.spawn(functools.partial(self._run, d), f"deployment:{d.id}") for d in run.deployments]
+        for thread in threads:
+            thread.join()
+        run.succeeded = all(d.status == "Succeeded" for d in run.deployments)
+        if not run.succeeded:
+            # The stack update failed: CloudFormation rolls the stack back, aliases that moved go back too.
+            lam = self.world.client("lambda")
+            for d in run.deployments:
+                if d.status == "Succeeded":
+                    self._point(lam, d, d.current_version)
+                    d.rolled_back_by_stack = True
+        run.finished.set()
 
-class CodeDeployEmulator:
-    """One per simulation: created by the runner once the sandbox stack exists."""
+    # --- one deployment in virtual time ----------------------------------------------------------------------
 
-    def __init__(
-        self,
-        scenario: Scenario,
-        clock: VirtualClock,
-        root: Path,
-        pre_traffic_function: str,
-        post_traffic_function: str,
-        services: dict[str, CanaryService] | None = None,
-    ) -> None:
-        self.scenario, self.clock, self.root = scenario, clock, root
-        self.hook_functions = {"pre_traffic": pre_traffic_function, "post_traffic": post_traffic_function}
-        self.services = CANARY_SERVICES if services is None else services
-        self.by_id: dict[str, Deployment] = {}
-        self.deployments: list[dict[str, Any]] = []  # the runner reports these (SimulationResult.deployments)
-        self._lock = threading.Lock()
-        emulators.extra_routes[("codedeploy", "GetDeployment")] = self.get_deployment
-        emulators.extra_routes[("codedeploy", "PutLifecycleEventHookExecutionStatus")] = self.put_hook_status
+    def _run(self, d: Deployment) -> None:
+        lam = self.world.client("lambda")
+        d.status = "InProgress"
+        d.routing.append(_routing(lam, d.site.function, d.site.alias))
+        behaviour = self._behaviour(d.site)
+        ok = self._hook(d, "pre_traffic", behaviour)
+        if ok:
+            ok = self._shift(d, lam)
+        if ok:
+            ok = self._hook(d, "post_traffic", behaviour)
+        stopped = d.stop_requested.is_set()
+        if ok and not stopped:
+            d.status = "Succeeded"
+        else:
+            if not stopped or d.stop_rollback:
+                self._point(lam, d, d.current_version)
+                d.rolled_back = True
+            d.status = "Stopped" if stopped else "Failed"
+        d.complete_v = self.world.clock.elapsed
+        d.finished.set()
+
+    def _behaviour(self, site: Site) -> HookBehaviour:
+        hooks = self.world.scenario.hooks
+        return hooks.get(site.function) or hooks.get(site.service) or HookBehaviour()
+
+    def _hook(self, d: Deployment, phase: str, behaviour: HookBehaviour) -> bool:
+        mode = getattr(behaviour, phase)
+        execution_id = str(uuid.uuid4())
+        reported = vtime.VEvent()
+        with self._lock:
+            d.hooks[execution_id] = phase
+            d.reported[execution_id] = reported
+        if mode == "raise":
+            d.failing_phase = phase
+        if mode == "fail":
+            registry.break_version(d.site.function, d.target_version, "the new version cannot reach its dependencies")
+        invocations: list[dict[str, Any]] = []
+        deliveries = 0
+        if mode != "silent":
+            event = {"DeploymentId": d.id, "LifecycleEventHookExecutionId": execution_id}
+            deliveries = 2 if behaviour.duplicate_delivery else 1
+            for n in range(deliveries):
+                vtime.spawn(
+                    lambda: self._invoke_async(self.hook_functions[phase], event, invocations),
+                    f"hook:{phase}:{d.id}:{n}",
+                )
+        vtime.current().wait_any((reported, d.stop_requested), HOOK_LIMIT_S)
+        d.failing_phase = None
+        status = d.reports.get(execution_id)
+        d.hook_results.append(
+            {
+                "phase": phase,
+                "execution_id": execution_id,
+                "deliveries": deliveries,
+                "status": status or "NoReport",
+                "reports": sum(1 for c in d.report_calls if c["execution_id"] == execution_id),
+                "invocations": invocations,
+            }
+        )
+        if d.stop_requested.is_set() and status is None:
+            d.error = f"stopped during the {phase} hook"
+            return False
+        if status != "Succeeded":
+            d.error = f"{phase} hook reported {status}" if status else f"{phase} hook did not report within 1 hour"
+            return False
+        return True
+
+    @staticmethod
+    def _invoke_async(function: str, event: dict[str, Any], log: list[dict[str, Any]]) -> None:
+        for attempt, delay in enumerate((0.0, *ASYNC_RETRY_DELAYS_S)):
+            vtime.current().sleep(delay)
+            payload, errored = registry.invoke(function, event)
+            log.append({"attempt": attempt + 1, "errored": errored, "result": json.loads(payload)})
+            if not errored:
+                return
+
+    def _shift(self, d: Deployment, lam: Any) -> bool:
+        world = self.world
+        alarms = [
+            a.name
+            for a in world.scenario.alarms
+            if a.during == "canary" and a.service in (d.site.service, d.site.function) and a.stage == d.site.stage
+        ]
+        for weight, wait in DEPLOYMENT_CONFIGS[d.config]:
+            lam.update_alias(
+                FunctionName=d.site.function,
+                Name=d.site.alias,
+                FunctionVersion=d.current_version,
+                RoutingConfig={"AdditionalVersionWeights": {d.target_version: weight}},
+            )
+            d.routing.append(_routing(lam, d.site.function, d.site.alias))
+            for name in alarms:
+                world.alarms.set_state(name, "ALARM", "scenario: errors on the new version during the canary")
+            if d.stop_requested.wait(wait):
+                d.error = "stopped while traffic was shifting"
+                return False
+            firing = world.alarms.firing(alarms)
+            for alarm in world.scenario.alarms:
+                if alarm.name in alarms and alarm.recovers:
+                    world.alarms.set_state(alarm.name, "OK", "scenario: recovered")
+            if firing:
+                d.error = f"alarm(s) {', '.join(firing)} in ALARM during the traffic shift"
+                return False
+        self._point(lam, d, d.target_version)
+        return True
+
+    def _point(self, lam: Any, d: Deployment, version: str) -> None:
+        lam.update_alias(FunctionName=d.site.function, Name=d.site.alias, FunctionVersion=version, RoutingConfig={})
+        d.routing.append(_routing(lam, d.site.function, d.site.alias))
 
     # --- the CodeDeploy API ---------------------------------------------------------------------------------------
 
     def _deployment(self, deployment_id: str) -> Deployment:
-        deployment = self.by_id.get(deployment_id)
+        deployment = self.deployments.get(deployment_id)
         if deployment is None:
             raise ApiError("DeploymentDoesNotExistException", f"The deployment {deployment_id} could not be found")
         return deployment
 
     def get_deployment(self, params: dict[str, Any]) -> dict[str, Any]:
         d = self._deployment(params["deploymentId"])
-        if d.failing_phase is not None and d.failing_phase == d.active_phase:
-            raise ApiError("ThrottlingException", "Rate exceeded (sandbox scenario: hook dependency fails)")
-        content = d.appspec()
-        start = self.clock.start.timestamp()
-        tz = self.clock.start.tzinfo
+        self._maybe_throttle(d)
+        clock = self.world.clock
         info: dict[str, Any] = {
             "applicationName": d.application,
             "deploymentGroupName": d.group,
             "deploymentConfigName": d.config,
             "deploymentId": d.id,
-            "revision": {
-                "revisionType": "AppSpecContent",
-                "appSpecContent": {"content": content, "sha256": hashlib.sha256(content.encode()).hexdigest()},
-            },
+            # GetDeployment: "The content property of the appSpecContent object in the returned revision is always
+            # null" -- botocore drops a null member, so the parsed answer has only the sha256.
+            "revision": {"revisionType": "AppSpecContent", "appSpecContent": {"sha256": d.sha256}},
             "status": d.status,
-            "createTime": datetime.fromtimestamp(start + d.create_time, tz),
+            "createTime": clock.start + timedelta(seconds=d.create_v),
+            "startTime": clock.start + timedelta(seconds=d.create_v),
             "creator": "user",
             "computePlatform": "Lambda",
             "deploymentStyle": {"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
@@ -179,11 +434,43 @@ class CodeDeployEmulator:
                 "events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM", "DEPLOYMENT_STOP_ON_REQUEST"],
             },
         }
-        if d.complete_time is not None:
-            info["completeTime"] = datetime.fromtimestamp(start + d.complete_time, tz)
+        if d.complete_v is not None:
+            info["completeTime"] = clock.start + timedelta(seconds=d.complete_v)
         if d.error:
-            info["errorInformation"] = {"code": "HEALTH_CONSTRAINTS", "message": d.error}
+            code = "DEPLOYMENT_STOPPED" if d.status == "Stopped" else "HEALTH_CONSTRAINTS"
+            info["errorInformation"] = {"code": code, "message": d.error}
         return {"deploymentInfo": info}
+
+    def get_application_revision(self, params: dict[str, Any]) -> dict[str, Any]:
+        application = params["applicationName"]
+        if not any(d.application == application for d in self.deployments.values()):
+            raise ApiError("ApplicationDoesNotExistException", f"No application found for name: {application}")
+        revision = params["revision"]
+        sha = (revision.get("appSpecContent") or {}).get("sha256")
+        content = self.revisions.get((application, str(sha)))
+        if revision.get("revisionType") != "AppSpecContent" or content is None:
+            raise ApiError("RevisionDoesNotExistException", "No application revision found for revision")
+        for d in self.deployments.values():
+            if d.application == application and d.sha256 == sha:
+                self._maybe_throttle(d)
+        registered = self.world.clock.now()
+        return {
+            "applicationName": application,
+            "revision": {"revisionType": "AppSpecContent", "appSpecContent": {"content": content, "sha256": sha}},
+            "revisionInfo": {
+                "description": "Application revision registered by Deployment ID",
+                "deploymentGroups": sorted(
+                    {d.group for d in self.deployments.values() if d.application == application}
+                ),
+                "firstUsedTime": registered,
+                "lastUsedTime": registered,
+                "registerTime": registered,
+            },
+        }
+
+    def _maybe_throttle(self, d: Deployment) -> None:
+        if d.failing_phase is not None:
+            raise ApiError("ThrottlingException", "Rate exceeded (sandbox scenario: the hook's dependency fails)")
 
     def put_hook_status(self, params: dict[str, Any]) -> dict[str, Any]:
         d = self._deployment(params["deploymentId"])
@@ -200,280 +487,83 @@ class CodeDeployEmulator:
                 raise ApiError(
                     "InvalidLifecycleEventHookExecutionStatusException", f"Invalid hook execution status: {status}"
                 )
-            if execution_id in d.reports:
+            if execution_id in d.reports or d.finished.is_set():
                 raise ApiError(
                     "LifecycleEventAlreadyCompletedException",
                     f"The lifecycle event {execution_id} has already completed",
                 )
             d.reports[execution_id] = str(status)
+        d.reported[execution_id].set()
         return {"lifecycleEventHookExecutionId": execution_id}
 
-    # --- a prod build = sam deploy + a CodeDeploy deployment ------------------------------------------------------
+    def stop_deployment(self, params: dict[str, Any]) -> dict[str, Any]:
+        d = self._deployment(params["deploymentId"])
+        if d.finished.is_set():
+            raise ApiError("DeploymentAlreadyCompletedException", f"The deployment {d.id} has already completed")
+        d.stop_rollback = bool(params.get("autoRollbackEnabled", True))
+        d.stop_requested.set()
+        return {"status": "Pending", "statusMessage": "Stopping deployment"}
 
-    def on_build_start(self, build: Build, stage: str, service: str) -> None:
-        spec = self.services.get(service)
-        if stage != CANARY_STAGE or spec is None:
-            return
-        try:
-            record = self._deploy(build, service, spec, self.scenario.hooks.get(service) or HookBehaviour())
-        except Exception as exc:  # a sandbox defect: visible in the result, and the build fails (never a false pass)
-            record = {
-                "service": service,
-                "build_id": build.id,
-                "status": "SandboxError",
-                "error": "".join(traceback.format_exception(exc)[-6:]),
-            }
-        self.deployments.append(record)
-        build.deployment = record
-        elapsed = self.clock.elapsed - build.start_v
-        build.duration_s = max(build.duration_s, elapsed)
-        if record["status"] != "Succeeded":
-            build.outcome = "FAILED"
-
-    def _deploy(self, build: Build, service: str, spec: CanaryService, behaviour: HookBehaviour) -> dict[str, Any]:
-        lam, ssm, dynamodb = boto3.client("lambda"), boto3.client("ssm"), boto3.client("dynamodb")
-        template = yaml_parse((self.root / spec.example_dir / "template.yaml").read_text())
-        stack_name = f"{service}-{CANARY_STAGE}"
-        table_name = f"{stack_name}-table"
-        function_name, current, target = self._publish(lam, dynamodb, template, spec, stack_name, table_name)
-        ssm.put_parameter(
-            Name=f"/release-train/checks/{function_name}",
-            Type="String",
-            Value=self._checks(template, spec, stack_name),
-            Overwrite=True,
-        )
-        d = Deployment(
-            id=f"d-{uuid.uuid4().hex[:9].upper()}",
-            service=service,
-            application=f"{stack_name}-ServerlessDeploymentApplication",
-            group=f"{stack_name}-{spec.function}DeploymentGroup",
-            config=spec.deployment_config,
-            function=function_name,
-            current_version=current,
-            target_version=target,
-            create_time=self.clock.elapsed,
-        )
-        self.by_id[d.id] = d
-        d.status = "InProgress"
-        routing: list[dict[str, Any]] = [self._routing(lam, function_name)]
-        hook_results: list[dict[str, Any]] = []
-
-        ok = self._hook(d, "pre_traffic", behaviour, hook_results, dynamodb, table_name)
-        if ok:
-            ok = self._shift(d, lam, service, routing)
-        if ok:
-            ok = self._hook(d, "post_traffic", behaviour, hook_results, dynamodb, table_name)
-        if not ok:
-            lam.update_alias(FunctionName=function_name, Name=ALIAS, FunctionVersion=current, RoutingConfig={})
-            routing.append(self._routing(lam, function_name))
-            d.rolled_back = True
-            d.status = "Failed"
-        else:
-            d.status = "Succeeded"
-        d.complete_time = self.clock.elapsed
-        final = self._routing(lam, function_name)
-        return {
-            "service": service,
-            "function": function_name,
-            "deployment_id": d.id,
-            "deployment_config": d.config,
-            "build_id": build.id,
-            "status": d.status,
-            "rolled_back": d.rolled_back,
-            "error": d.error,
-            "current_version": current,
-            "target_version": target,
-            "hooks": hook_results,
-            "report_calls": list(d.report_calls),
-            "routing_history": routing,
-            "final_alias": final,
-            "traffic_reached_new_version": any(_weight(r, target) > 0 for r in routing),
-            "virtual_duration_s": round(d.complete_time - d.create_time, 3),
-        }
-
-    def _publish(
-        self,
-        lam: Any,
-        dynamodb: Any,
-        template: dict[str, Any],
-        spec: CanaryService,
-        stack_name: str,
-        table_name: str,
-    ) -> tuple[str, str, str]:
-        """The running release (version 1, alias live -> 1), then `sam deploy` publishes the new version."""
-        resource = template["Resources"][spec.function]["Properties"]
-        function_name = f"{stack_name}-{_verb(resource['Handler'])}"
-        code_dir = self.root / spec.example_dir / str(template.get("Globals", {}).get("Function", {}).get("CodeUri"))
-        env = {"TABLE_NAME": table_name, "POWERTOOLS_SERVICE_NAME": f"{stack_name}"}
-        if table_name not in dynamodb.list_tables()["TableNames"]:
-            dynamodb.create_table(
-                TableName=table_name,
-                BillingMode="PAY_PER_REQUEST",
-                AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            )
-        try:
-            lam.get_function(FunctionName=function_name)
-        except lam.exceptions.ResourceNotFoundException:
-            iam = boto3.client("iam")
-            trust = {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
-                ],
-            }
-            role = iam.create_role(RoleName=f"{function_name}-role", AssumeRolePolicyDocument=json.dumps(trust))[
-                "Role"
-            ]["Arn"]
-            lam.create_function(
-                FunctionName=function_name,
-                Runtime="python3.13",
-                Role=role,
-                Handler=resource["Handler"],
-                Code={"ZipFile": _zip()},
-                Environment={"Variables": env},
-                Timeout=10,
-                MemorySize=256,
-            )
-            first = lam.publish_version(FunctionName=function_name)["Version"]
-            lam.create_alias(FunctionName=function_name, Name=ALIAS, FunctionVersion=first)
-        config = lam.get_function_configuration(FunctionName=function_name)
-        # Handlers read their environment when called (repository.table()); in-process, that is os.environ.
-        # runner._sandbox_env restores the environment after the simulation.
-        os.environ.update(env)
-        if str(code_dir) not in sys.path:
-            sys.path.insert(0, str(code_dir))  # the handler imports its own package (company_api.repository)
-        registry.register(
-            FunctionSpec(
-                name=function_name,
-                logical_id=f"{stack_name}-{spec.function}".replace("-", "_"),
-                code_dir=code_dir,
-                handler=resource["Handler"],
-                environment=env,
-                timeout_s=10,
-                memory_mb=256,
-                arn=config["FunctionArn"],
-            )
-        )
-        current = str(lam.get_alias(FunctionName=function_name, Name=ALIAS)["FunctionVersion"])
-        # A new release: new code (a changed description stands for it), published as the target version.
-        lam.update_function_configuration(FunctionName=function_name, Description=f"release {uuid.uuid4().hex[:8]}")
-        target = str(lam.publish_version(FunctionName=function_name)["Version"])
-        return function_name, current, target
-
-    def _checks(self, template: dict[str, Any], spec: CanaryService, stack_name: str) -> str:
-        """The example's checks parameter, resolved for the sandbox.
-
-        pre_traffic is the template's (invoke checks on the target version). The sandbox has no API Gateway to call,
-        so post_traffic (http checks on the API in the template) re-runs the invoke checks on the target version.
-        """
-        value = template["Resources"][spec.checks]["Properties"]["Value"]
-        text = value["Fn::Sub"] if isinstance(value, dict) else str(value)
-        for name, replacement in {
-            "${CompanyApi}": "sandbox-api",
-            "${AWS::Region}": "us-east-1",
-            "${AWS::URLSuffix}": "amazonaws.com",
-            "${Stage}": CANARY_STAGE,
-            "${AWS::StackName}": stack_name,
-        }.items():
-            text = text.replace(name, replacement)
-        suite = json.loads(text)
-        suite["post_traffic"] = [{**c, "name": f"post-{c['name']}"} for c in suite.get("pre_traffic", [])]
-        return json.dumps(suite)
-
-    def _hook(
-        self,
-        d: Deployment,
-        phase: str,
-        behaviour: HookBehaviour,
-        results: list[dict[str, Any]],
-        dynamodb: Any,
-        table_name: str,
-    ) -> bool:
-        mode = getattr(behaviour, phase)
-        execution_id = str(uuid.uuid4())
-        d.hooks[execution_id] = phase
-        d.active_phase = phase
-        if mode == "raise":
-            d.failing_phase = phase
-        if mode == "fail":
-            # The function's dependency is gone: its table does not exist, so the target version errors.
-            dynamodb.delete_table(TableName=table_name)
-        event = {"DeploymentId": d.id, "LifecycleEventHookExecutionId": execution_id}
-        deliveries = 2 if behaviour.duplicate_delivery else 1
-        invocations = []
-        try:
-            for _ in range(deliveries):
-                payload, errored = registry.invoke(self.hook_functions[phase], event)
-                invocations.append({"errored": errored, "result": json.loads(payload)})
-        finally:
-            d.active_phase = None
-            d.failing_phase = None
-        status = d.reports.get(execution_id)
-        results.append(
-            {
-                "phase": phase,
-                "execution_id": execution_id,
-                "deliveries": deliveries,
-                "status": status or "NoReport",
-                "reports": sum(1 for c in d.report_calls if c["execution_id"] == execution_id),
-                "invocations": invocations,
-            }
-        )
-        if status != "Succeeded":
-            d.error = f"{phase} hook reported {status or 'nothing'}"
-            return False
-        return True
-
-    def _shift(self, d: Deployment, lam: Any, service: str, routing: list[dict[str, Any]]) -> bool:
-        alarms = [
-            a
-            for a in self.scenario.alarms
-            if a.during == "canary" and a.service == service and a.stage in (CANARY_STAGE, "*")
+    def list_deployments(self, params: dict[str, Any]) -> dict[str, Any]:
+        wanted = set(params.get("includeOnlyStatuses") or [])
+        ids = [
+            d.id
+            for d in sorted(self.deployments.values(), key=lambda x: (x.create_v, x.id))
+            if (not params.get("applicationName") or d.application == params["applicationName"])
+            and (not params.get("deploymentGroupName") or d.group == params["deploymentGroupName"])
+            and (not wanted or d.status in wanted)
         ]
-        cloudwatch = boto3.client("cloudwatch")
-        world = emulators.active()
-        for weight, wait in DEPLOYMENT_CONFIGS.get(d.config, []):
-            lam.update_alias(
-                FunctionName=d.function,
-                Name=ALIAS,
-                FunctionVersion=d.current_version,
-                RoutingConfig={"AdditionalVersionWeights": {d.target_version: weight}},
-            )
-            routing.append(self._routing(lam, d.function))
-            for alarm in alarms:
-                cloudwatch.set_alarm_state(AlarmName=alarm.name, StateValue="ALARM", StateReason="scenario: canary")
-                if world is not None:
-                    world.record_alarm(alarm.name, "OK", "ALARM")
-            self.clock.sleep(wait)
-            if alarms:
-                firing = [
-                    a["AlarmName"]
-                    for a in cloudwatch.describe_alarms(AlarmNames=[a.name for a in alarms])["MetricAlarms"]
-                    if a["StateValue"] == "ALARM"
-                ]
-                for alarm in alarms:
-                    if alarm.recovers:
-                        cloudwatch.set_alarm_state(
-                            AlarmName=alarm.name, StateValue="OK", StateReason="scenario: recovered"
-                        )
-                        if world is not None:
-                            world.record_alarm(alarm.name, "ALARM", "OK")
-                if firing:
-                    d.error = f"alarm(s) {', '.join(firing)} in ALARM during the traffic shift"
-                    return False
-        lam.update_alias(FunctionName=d.function, Name=ALIAS, FunctionVersion=d.target_version, RoutingConfig={})
-        routing.append(self._routing(lam, d.function))
-        return True
+        return {"deployments": ids}
 
-    @staticmethod
-    def _routing(lam: Any, function_name: str) -> dict[str, Any]:
-        alias = lam.get_alias(FunctionName=function_name, Name=ALIAS)
-        weights = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
-        return {
-            "version": str(alias["FunctionVersion"]),
-            "additional_weights": {k: float(v) for k, v in weights.items()},
-        }
+    # --- what the runner reports --------------------------------------------------------------------------------
+
+    def report(self) -> list[dict[str, Any]]:
+        out = []
+        for d in sorted(self.deployments.values(), key=lambda x: (x.create_v, x.site.function)):
+            final = d.routing[-1] if d.routing else None
+            out.append(
+                {
+                    "service": d.site.service,
+                    "stage": d.site.stage,
+                    "function": d.site.function,
+                    "deployment_id": d.id,
+                    "deployment_config": d.config,
+                    "build_id": d.build_id,
+                    "status": d.status,
+                    "rolled_back": d.rolled_back,
+                    "rolled_back_by_stack": d.rolled_back_by_stack,
+                    "error": d.error,
+                    "current_version": d.current_version,
+                    "target_version": d.target_version,
+                    "hooks": d.hook_results,
+                    "report_calls": list(d.report_calls),
+                    "routing_history": d.routing,
+                    "final_alias": final,
+                    "traffic_reached_new_version": any(_weight(r, d.target_version) > 0 for r in d.routing),
+                    "virtual_duration_s": round((d.complete_v or self.world.clock.elapsed) - d.create_v, 3),
+                }
+            )
+        return out
+
+
+# --- helpers -------------------------------------------------------------------------------------------------------
+
+
+def _publish(lam: Any, function: str, commit: str | None) -> str:
+    """`sam deploy` with AutoPublishAlias: new code (a description naming the commit stands for it) -> a version."""
+    lam.update_function_configuration(
+        FunctionName=function, Description=f"commit {commit or '?'} {uuid.uuid4().hex[:6]}"
+    )
+    return str(lam.publish_version(FunctionName=function)["Version"])
+
+
+def _routing(lam: Any, function: str, alias: str) -> dict[str, Any]:
+    described = lam.get_alias(FunctionName=function, Name=alias)
+    weights = (described.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+    return {
+        "version": str(described["FunctionVersion"]),
+        "additional_weights": {k: float(v) for k, v in weights.items()},
+    }
 
 
 def _weight(routing: dict[str, Any], version: str) -> float:
@@ -482,9 +572,23 @@ def _weight(routing: dict[str, Any], version: str) -> float:
     return float(routing["additional_weights"].get(version, 0.0))
 
 
-def _verb(handler: str) -> str:
-    """company_api.handlers.read -> read (the example names each function <stack>-<verb>)."""
-    return handler.rsplit(".", 1)[-1]
+def _standin_checks() -> dict[str, Any]:
+    smoke = {"kind": "invoke", "name": "smoke", "payload": {"path": "/health"}, "expect": {"status_code": 200}}
+    return {"version": 1, "pre_traffic": [smoke], "post_traffic": [{**smoke, "name": "post-smoke"}]}
+
+
+def _lambda_role(iam: Any, function: str) -> str:
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    name = f"{function}-role"[:64]
+    try:
+        return str(iam.get_role(RoleName=name)["Role"]["Arn"])
+    except iam.exceptions.NoSuchEntityException:
+        return str(iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"])
 
 
 def _zip() -> bytes:
@@ -492,3 +596,124 @@ def _zip() -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("README", "code runs in-process from the repository; see trainctl/sandbox/lambda_runtime.py")
     return buffer.getvalue()
+
+
+# --- example services: their real code for the functions they define ---------------------------------------------
+
+
+@dataclass
+class _ExampleFunction:
+    stack: str
+    code_dir: Path
+    handler: str
+    env: dict[str, Any]
+    checks: dict[str, Any]
+    tables: dict[str, dict[str, Any]]
+
+    def environment(self, dynamodb: Any) -> dict[str, str]:
+        """Template environment with `!Ref <Table>` resolved to a table created in moto for this stack."""
+        resolved: dict[str, str] = {}
+        for key, value in self.env.items():
+            if isinstance(value, dict) and "Ref" in value and value["Ref"] in self.tables:
+                resolved[key] = self._table(dynamodb, value["Ref"])
+            elif isinstance(value, str | int | float):
+                resolved[key] = str(value)
+        return resolved
+
+    def _table(self, dynamodb: Any, logical: str) -> str:
+        name = f"{self.stack}-{logical}"
+        if name not in dynamodb.list_tables()["TableNames"]:
+            props = self.tables[logical]
+            dynamodb.create_table(
+                TableName=name,
+                BillingMode="PAY_PER_REQUEST",
+                AttributeDefinitions=props["AttributeDefinitions"],
+                KeySchema=props["KeySchema"],
+            )
+        return name
+
+
+class _ExampleFunctions:
+    """Functions defined by `examples/*/template.yaml`, by the physical name they get in each config-env's stack."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._templates = sorted((root / "examples").glob("*/template.yaml"))
+
+    def find(self, function: str) -> _ExampleFunction | None:
+        for template_path in self._templates:
+            samconfig = template_path.parent / "samconfig.toml"
+            if not samconfig.exists():
+                continue
+            config = tomllib.loads(samconfig.read_text())
+            stacks = {
+                env: str(((body.get("deploy") or {}).get("parameters") or {}).get("stack_name", ""))
+                for env, body in config.items()
+                if isinstance(body, dict)
+            }
+            for env, stack in stacks.items():
+                if stack and function.startswith(f"{stack}-"):
+                    found = self._load(template_path, stack, env, function)
+                    if found is not None:
+                        return found
+        return None
+
+    def _load(self, path: Path, stack: str, env: str, function: str) -> _ExampleFunction | None:
+        template = yaml_parse(path.read_text())
+        resources = template.get("Resources", {})
+        globals_fn = (template.get("Globals") or {}).get("Function") or {}
+        suffix = function.removeprefix(f"{stack}-")
+        tables = {k: v["Properties"] for k, v in resources.items() if v.get("Type") == "AWS::DynamoDB::Table"}
+        for _logical, resource in resources.items():
+            props = resource.get("Properties") or {}
+            name = props.get("FunctionName")
+            if resource.get("Type") != "AWS::Serverless::Function" or _sub(name) != f"${{AWS::StackName}}-{suffix}":
+                continue
+            code_uri = props.get("CodeUri") or globals_fn.get("CodeUri")
+            env_vars = {
+                **((globals_fn.get("Environment") or {}).get("Variables") or {}),
+                **((props.get("Environment") or {}).get("Variables") or {}),
+            }
+            return _ExampleFunction(
+                stack=stack,
+                code_dir=path.parent / str(code_uri),
+                handler=str(props.get("Handler")),
+                env=env_vars,
+                checks=self._checks(resources, stack, suffix, stage=env),
+                tables=tables,
+            )
+        return None
+
+    @staticmethod
+    def _checks(resources: dict[str, Any], stack: str, suffix: str, stage: str) -> dict[str, Any]:
+        """The example's checks parameter for the function, resolved for the sandbox. The sandbox has no API
+        Gateway, so post_traffic (http checks against the API) re-runs the pre_traffic invoke checks."""
+        for resource in resources.values():
+            props = resource.get("Properties") or {}
+            if resource.get("Type") != "AWS::SSM::Parameter" or not _sub(props.get("Name")).endswith(
+                f"${{AWS::StackName}}-{suffix}"
+            ):
+                continue
+            text = _sub(props.get("Value"))
+            for name, value in {
+                "${CompanyApi}": "sandbox-api",
+                "${AWS::Region}": "us-east-1",
+                "${AWS::URLSuffix}": "amazonaws.com",
+                "${Stage}": stage,
+                "${AWS::StackName}": stack,
+            }.items():
+                text = text.replace(name, value)
+            suite: dict[str, Any] = json.loads(text)
+            suite["post_traffic"] = [{**c, "name": f"post-{c['name']}"} for c in suite.get("pre_traffic", [])]
+            return suite
+        return _standin_checks()
+
+
+def _sub(value: Any) -> str:
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        inner = value["Fn::Sub"]
+        return str(inner[0] if isinstance(inner, list) else inner)
+    return str(value or "")
+
+
+__all__ = ["ACCOUNT", "DEPLOYMENT_CONFIGS", "CodeDeploy", "DeployRun", "Deployment"]

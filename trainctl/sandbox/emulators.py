@@ -1,274 +1,94 @@
-"""Emulated AWS APIs that moto lacks or gets wrong for a release train: CodeBuild, CodeCommit branches, alarm history.
+"""The emulated world: AWS APIs that moto lacks or gets wrong for a release train, answered in-process.
 
-They answer at the botocore `before-call` event, after botocore has validated the request against the real API
-model, so a call the sandbox accepts is a call AWS would accept. Responses have the real API's shape and casing.
+One module per emulated service, each a small class that owns its routes: `codebuild` (projects, builds, reports),
+`codedeploy` (Lambda deployments and the traffic hooks), `sources` (CodeCommit branches, a loopback GitHub) and
+`alarms` (alarm history). `World` only holds them together with the scenario and the clock.
+
+They answer at botocore's `before-call` event, after botocore has validated the request against the real API model,
+so a call the sandbox accepts is a call AWS would accept. Every answer is validated against botocore's output shape
+for its operation before it is returned, so an emulated response can never have a shape AWS does not send
+(a field in the wrong case, a member the model does not have, a wrong type): the sandbox raises instead.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import threading
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import botocore.handlers
+import botocore.session
 from botocore.awsrequest import AWSResponse, HTTPHeaders
+from botocore.validate import ParamValidator
 
-from trainctl.sandbox.clock import VirtualClock
-from trainctl.sandbox.scenario import BuildBehaviour, Scenario
+if TYPE_CHECKING:
+    from release_train.domain.fleet import Fleet
+    from trainctl.sandbox.alarms import Alarms
+    from trainctl.sandbox.codebuild import CodeBuild
+    from trainctl.sandbox.codedeploy import CodeDeploy
+    from trainctl.sandbox.scenario import Scenario
+    from trainctl.sandbox.sources import Sources
+    from trainctl.sandbox.vtime import Scheduler
 
-ACCOUNT = "123456789012"
+ACCOUNT = "123456789012"  # moto's default account
+
+Route = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class ApiError(Exception):
+    """An AWS error response: `code` is the error code botocore's `ClientError` carries."""
+
     def __init__(self, code: str, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.code, self.message, self.status = code, message, status
 
 
-@dataclass
-class Build:
-    id: str
-    arn: str
-    project: str
-    source_version: str | None
-    env: dict[str, str]
-    start_v: float
-    duration_s: float
-    outcome: str
-    report_arns: list[str] = field(default_factory=list)
-    stopped_at_v: float | None = None
-    deployment: Any = None  # set when a prod build drives an emulated CodeDeploy deployment
-
-    def status(self, now_v: float) -> str:
-        if self.stopped_at_v is not None:
-            return "STOPPED"
-        return self.outcome if now_v >= self.start_v + self.duration_s else "IN_PROGRESS"
-
-
-@dataclass
-class Report:
-    arn: str
-    build_id: str
-    passed: int
-    failed: int
+class SandboxDefect(RuntimeError):
+    """The sandbox itself is wrong (an emulated answer AWS would never give). Never caught: it must be seen."""
 
 
 class World:
     """Everything the emulated services know. One per simulation."""
 
-    def __init__(self, scenario: Scenario, clock: VirtualClock, region: str) -> None:
-        self.scenario, self.clock, self.region = scenario, clock, region
-        self.projects: dict[str, str] = {}  # project -> stage ("tests" projects map to their stage too)
-        self.test_projects: set[str] = set()
-        self.builds: dict[str, Build] = {}
-        self.reports: dict[str, Report] = {}
-        self.branches: dict[tuple[str, str], str] = {}
-        self.alarm_history: dict[str, list[tuple[datetime, str, str]]] = {}  # name -> (time, old, new)
-        self.throttles_left: dict[tuple[str, str], int] = {}
-        self.start_calls = 0
-        self.throttled_calls = 0
-        self._lock = threading.Lock()
-        self.on_build_start: list[Any] = []  # callbacks(build) — the CodeDeploy emulation hooks in here
+    def __init__(self, scenario: Scenario, fleet: Fleet | None, clock: Scheduler, region: str) -> None:
+        from trainctl.sandbox.alarms import Alarms
+        from trainctl.sandbox.codebuild import CodeBuild
+        from trainctl.sandbox.codedeploy import CodeDeploy
+        from trainctl.sandbox.sources import Sources
 
-    # --- CodeBuild ------------------------------------------------------------------------------------------------
-
-    def _service_of(self, build_env: dict[str, str], project: str) -> str:
-        return build_env.get("SERVICE") or project
-
-    def start_build(self, params: dict[str, Any]) -> dict[str, Any]:
-        project = params["projectName"]
-        if project not in self.projects:
-            raise ApiError("ResourceNotFoundException", f"Project cannot be found: {self._project_arn(project)}")
-        env = {v["name"]: v["value"] for v in params.get("environmentVariablesOverride", [])}
-        stage = env.get("STAGE", self.projects[project])
-        with self._lock:
-            self.start_calls += 1
-            service = self.service_for(project, stage)
-            key = (stage, service)
-            behaviour = self._behaviour(project, stage, service)
-            left = self.throttles_left.setdefault(
-                key, behaviour.throttled if isinstance(behaviour, BuildBehaviour) else 0
-            )
-            if left > 0:
-                self.throttles_left[key] = left - 1
-                self.throttled_calls += 1
-                raise ApiError(
-                    "AccountLimitExceededException", "Cannot have more than 20 active builds for the account"
-                )
-        build_id = f"{project}:{uuid.uuid4()}"
-        if project in self.test_projects:
-            run = self.scenario.tests.get(stage)
-            passed, failed = (run.passed, run.failed) if run else (120, 0)
-            duration = run.duration.total_seconds() if run else 600.0
-            outcome = "FAILED" if failed else "SUCCEEDED"
-            reports = []
-            if run is None or run.report:
-                arn = f"arn:aws:codebuild:{self.region}:{ACCOUNT}:report/{project}-tests:{uuid.uuid4()}"
-                self.reports[arn] = Report(arn, build_id, passed, failed)
-                reports.append(arn)
-        else:
-            assert isinstance(behaviour, BuildBehaviour)
-            duration, outcome, reports = behaviour.duration.total_seconds(), behaviour.outcome, []
-        build = Build(
-            id=build_id,
-            arn=f"arn:aws:codebuild:{self.region}:{ACCOUNT}:build/{build_id}",
-            project=project,
-            source_version=params.get("sourceVersion"),
-            env=env,
-            start_v=self.clock.elapsed,
-            duration_s=duration,
-            outcome=outcome,
-            report_arns=reports,
-        )
-        with self._lock:
-            self.builds[build_id] = build
-        for callback in self.on_build_start:
-            callback(build, stage, self.service_for(project, stage))
-        return {"build": self._describe(build)}
-
-    def service_for(self, project: str, stage: str) -> str:
-        return self._project_services.get((project, stage), project)
-
-    _project_services: dict[tuple[str, str], str] = {}
-
-    def register_project(self, project: str, stage: str, service: str | None) -> None:
-        self.projects[project] = stage
-        if service is None:
-            self.test_projects.add(project)
-        else:
-            self._project_services = {**self._project_services, (project, stage): service}
-
-    def _behaviour(self, project: str, stage: str, service: str) -> BuildBehaviour | None:
-        return None if project in self.test_projects else self.scenario.build(stage, service)
-
-    def batch_get_builds(self, params: dict[str, Any]) -> dict[str, Any]:
-        found = [self._describe(self.builds[i]) for i in params["ids"] if i in self.builds]
-        missing = [i for i in params["ids"] if i not in self.builds]
-        return {"builds": found, "buildsNotFound": missing}
-
-    def stop_build(self, params: dict[str, Any]) -> dict[str, Any]:
-        build = self.builds.get(params["id"])
-        if build is None:
-            raise ApiError("ResourceNotFoundException", f"Build {params['id']} not found")
-        if build.status(self.clock.elapsed) == "IN_PROGRESS":
-            build.stopped_at_v = self.clock.elapsed
-        return {"build": self._describe(build)}
-
-    def list_builds_for_project(self, params: dict[str, Any]) -> dict[str, Any]:
-        if params["projectName"] not in self.projects:
-            raise ApiError("ResourceNotFoundException", f"Project cannot be found: {params['projectName']}")
-        ids = [
-            b.id for b in sorted(self.builds.values(), key=lambda b: -b.start_v) if b.project == params["projectName"]
-        ]
-        return {"ids": ids}
-
-    def batch_get_reports(self, params: dict[str, Any]) -> dict[str, Any]:
-        reports = []
-        for arn in params["reportArns"]:
-            report = self.reports.get(arn)
-            if report is None:
-                continue
-            build = self.builds[report.build_id]
-            done = build.status(self.clock.elapsed) != "IN_PROGRESS"
-            counts = {"SUCCEEDED": report.passed, "FAILED": report.failed} if done else {}
-            reports.append(
-                {
-                    "arn": arn,
-                    "type": "TEST",
-                    "name": arn.rsplit("/", 1)[-1],
-                    "reportGroupArn": arn.rsplit(":", 1)[0].replace(":report/", ":report-group/"),
-                    "executionId": build.arn,
-                    "status": ("FAILED" if report.failed else "SUCCEEDED") if done else "INCOMPLETE",
-                    "testSummary": {"total": sum(counts.values()), "statusCounts": counts, "durationInNanoSeconds": 0},
-                }
-            )
-        return {"reports": reports, "reportsNotFound": [a for a in params["reportArns"] if a not in self.reports]}
-
-    def seconds_left(self, build_id: str) -> float:
-        build = self.builds[build_id]
-        if build.stopped_at_v is not None:
-            return 0.0
-        return max(0.0, build.start_v + build.duration_s - self.clock.elapsed)
-
-    def _describe(self, build: Build) -> dict[str, Any]:
-        now_v = self.clock.elapsed
-        status = build.status(now_v)
-        start = self.clock.start.timestamp() + build.start_v
-        described: dict[str, Any] = {
-            "id": build.id,
-            "arn": build.arn,
-            "projectName": build.project,
-            "buildStatus": status,
-            "currentPhase": "COMPLETED" if status != "IN_PROGRESS" else "BUILD",
-            "buildComplete": status != "IN_PROGRESS",
-            "startTime": datetime.fromtimestamp(start, self.clock.start.tzinfo),
-            "environment": {
-                "type": "ARM_CONTAINER",
-                "image": "aws/codebuild/amazonlinux-aarch64-standard:3.0",
-                "computeType": "BUILD_GENERAL1_SMALL",
-                "environmentVariables": [{"name": k, "value": v, "type": "PLAINTEXT"} for k, v in build.env.items()],
-            },
-            "reportArns": build.report_arns,
-            "initiator": "release-train",
+        self.scenario, self.fleet, self.clock, self.region = scenario, fleet, clock, region
+        self.codebuild: CodeBuild = CodeBuild(self)
+        self.codedeploy: CodeDeploy = CodeDeploy(self)
+        self.sources: Sources = Sources(self)
+        self.alarms: Alarms = Alarms(self)
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
+        self.defects: list[str] = []  # SandboxDefects raised during the run: the runner fails the simulation on any
+        self.routes: dict[tuple[str, str], Route] = {
+            **self.codebuild.routes(),
+            **self.codedeploy.routes(),
+            **self.sources.routes(),
+            **self.alarms.routes(),
         }
-        if build.source_version:
-            described["sourceVersion"] = build.source_version
-            described["resolvedSourceVersion"] = build.source_version
-        if status != "IN_PROGRESS":
-            end = build.stopped_at_v if build.stopped_at_v is not None else build.start_v + build.duration_s
-            described["endTime"] = datetime.fromtimestamp(self.clock.start.timestamp() + end, self.clock.start.tzinfo)
-        return described
 
-    def _project_arn(self, project: str) -> str:
-        return f"arn:aws:codebuild:{self.region}:{ACCOUNT}:project/{project}"
+    def client(self, service: str) -> Any:
+        """One boto3 client per service for the emulators (creating one costs ~50 ms; botocore clients are
+        thread-safe). Every call still goes through botocore and moto or the router, like any other."""
+        with self._clients_lock:
+            made = self._clients.get(service)
+            if made is None:
+                import boto3
 
-    # --- CodeCommit, CloudWatch -----------------------------------------------------------------------------------
+                made = self._clients[service] = boto3.session.Session().client(service, region_name=self.region)  # type: ignore[call-overload]
+            return made
 
-    def get_branch(self, params: dict[str, Any]) -> dict[str, Any]:
-        key = (params["repositoryName"], params["branchName"])
-        if key not in self.branches:
-            if not any(repo == key[0] for repo, _ in self.branches):
-                raise ApiError("RepositoryDoesNotExistException", f"{key[0]} does not exist")
-            raise ApiError("BranchDoesNotExistException", f"Branch {key[1]} does not exist in {key[0]}")
-        return {"branch": {"branchName": key[1], "commitId": self.branches[key]}}
+    def lambda_duration(self, logical_id: str) -> float:
+        """Virtual seconds a state's Lambda invocation takes (scenario `lambdas`, keyed by the state's name)."""
+        behaviour = self.scenario.lambdas.get(logical_id.removesuffix("Function"))
+        return behaviour.duration.total_seconds() if behaviour else 0.0
 
-    def record_alarm(self, name: str, old: str, new: str) -> None:
-        self.alarm_history.setdefault(name, []).append((self.clock.now(), old, new))
-
-    def describe_alarm_history(self, params: dict[str, Any]) -> dict[str, Any]:
-        start, end = params.get("StartDate"), params.get("EndDate")
-        items = []
-        for at, old, new in self.alarm_history.get(params.get("AlarmName", ""), []):
-            if (start and at < start) or (end and at > end):
-                continue
-            items.append(
-                {
-                    "AlarmName": params["AlarmName"],
-                    "AlarmType": "MetricAlarm",
-                    "Timestamp": at,
-                    "HistoryItemType": "StateUpdate",
-                    "HistorySummary": f"Alarm updated from {old} to {new}",
-                    "HistoryData": json.dumps(
-                        {"version": "1.0", "oldState": {"stateValue": old}, "newState": {"stateValue": new}}
-                    ),
-                }
-            )
-        return {"AlarmHistoryItems": items}
-
-
-_ROUTES = {
-    ("codebuild", "StartBuild"): World.start_build,
-    ("codebuild", "BatchGetBuilds"): World.batch_get_builds,
-    ("codebuild", "StopBuild"): World.stop_build,
-    ("codebuild", "ListBuildsForProject"): World.list_builds_for_project,
-    ("codebuild", "BatchGetReports"): World.batch_get_reports,
-    ("codecommit", "GetBranch"): World.get_branch,
-    ("cloudwatch", "DescribeAlarmHistory"): World.describe_alarm_history,
-}
-extra_routes: dict[tuple[str, str], Any] = {}  # other emulators (CodeDeploy) add theirs: (service, op) -> fn(params)
 
 _active: World | None = None
 
@@ -282,6 +102,26 @@ def active() -> World | None:
     return _active
 
 
+@functools.cache
+def _output_shape(service: str, operation: str) -> Any:
+    return botocore.session.get_session().get_service_model(service).operation_model(operation).output_shape
+
+
+def validate_output(service: str, operation: str, body: dict[str, Any]) -> None:
+    """Raise SandboxDefect unless `body` fits botocore's output shape for the operation."""
+    shape = _output_shape(service, operation)
+    payload = {k: v for k, v in body.items() if k != "ResponseMetadata"}
+    if shape is None:
+        if payload:
+            raise SandboxDefect(f"{service}.{operation} has no output, the sandbox answered {sorted(payload)}")
+        return
+    report = ParamValidator().validate(payload, shape)
+    if report.has_errors():
+        raise SandboxDefect(
+            f"emulated {service}.{operation} answer does not fit the API model:\n{report.generate_report()}"
+        )
+
+
 def _remember_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
     context["sandbox_api_params"] = dict(params)
 
@@ -290,24 +130,24 @@ def _answer(model: Any, context: dict[str, Any], **_: Any) -> tuple[AWSResponse,
     world = _active
     if world is None:
         return None
-    key = (model.service_model.service_name, model.name)
-    route = _ROUTES.get(key)
-    handler = extra_routes.get(key)
-    if route is None and handler is None:
+    service, operation = model.service_model.service_name, model.name
+    route = world.routes.get((service, operation))
+    if route is None:
         return None
     params = context.get("sandbox_api_params", {})
     try:
-        if route is not None:
-            body = route(world, params)
-        else:
-            assert handler is not None
-            body = handler(params)
+        body = route(params)
     except ApiError as exc:
         error = {
             "Error": {"Code": exc.code, "Message": exc.message},
             "ResponseMetadata": {"HTTPStatusCode": exc.status, "RequestId": str(uuid.uuid4())},
         }
         return AWSResponse("https://sandbox.local", exc.status, HTTPHeaders(), None), error
+    try:
+        validate_output(service, operation, body)
+    except SandboxDefect as defect:
+        world.defects.append(str(defect))  # the caller may swallow the error (a handler's except): the runner won't
+        raise
     body.setdefault("ResponseMetadata", {"HTTPStatusCode": 200, "RequestId": str(uuid.uuid4())})
     return AWSResponse("https://sandbox.local", 200, HTTPHeaders(), None), body
 

@@ -76,6 +76,7 @@ class Registry:
         self._lock = threading.RLock()
         self.log = LogSink()
         self.invocations: dict[str, int] = {}
+        self._broken: dict[tuple[str, str], str] = {}  # (function, version) -> why every invocation fails
 
     def register(self, spec: FunctionSpec) -> None:
         self._specs[spec.name] = spec
@@ -85,6 +86,11 @@ class Registry:
         self._specs.clear()
         self._modules.clear()
         self.invocations.clear()
+        self._broken.clear()
+
+    def break_version(self, name: str, version: str, why: str) -> None:
+        """From now on, every invocation of this function version fails (a scenario's bad release)."""
+        self._broken[(name, version)] = why
 
     def spec(self, name_or_arn: str) -> FunctionSpec | None:
         name = (
@@ -101,7 +107,7 @@ class Registry:
             module_name, _ = spec.handler.rsplit(".", 1)
             path = spec.code_dir / f"{module_name.replace('.', '/')}.py"
             unique = f"sandbox_fn_{spec.logical_id}"
-            saved = dict(os.environ)
+            saved = {k: os.environ.get(k) for k in [*spec.environment, "AWS_LAMBDA_FUNCTION_NAME"]}
             os.environ.update(spec.environment)
             os.environ["AWS_LAMBDA_FUNCTION_NAME"] = spec.name
             try:
@@ -114,22 +120,37 @@ class Registry:
                 with contextlib.redirect_stdout(self.log):
                     loader_spec.loader.exec_module(module)
             finally:
-                os.environ.clear()
-                os.environ.update(saved)
+                # Put back only what this import set: the environment is never empty, not even for a moment,
+                # for the other threads that read it (boto3 reads region and credentials from it).
+                for key, value in saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
             self._modules[spec.name] = module
             return module
 
-    def invoke(self, name_or_arn: str, event: Any) -> tuple[str, bool]:
+    def preload(self) -> None:
+        """Import every registered handler now, while nothing else runs: a handler reads its environment at import,
+        and the environment is the process's, shared with every thread."""
+        for spec in {id(s): s for s in self._specs.values()}.values():
+            self._module(spec)
+
+    def invoke(self, name_or_arn: str, event: Any, version: str = "$LATEST") -> tuple[str, bool]:
         """(payload JSON, errored). An exception becomes Lambda's error payload, errorType = exception class name."""
         spec = self.spec(name_or_arn)
         if spec is None:
             return json.dumps({"errorType": "ResourceNotFoundException", "errorMessage": name_or_arn}), True
         with self._lock:
             self.invocations[spec.logical_id] = self.invocations.get(spec.logical_id, 0) + 1
+        broken = self._broken.get((spec.name, version))
+        if broken is not None:
+            return json.dumps({"errorType": "Runtime.ExitError", "errorMessage": broken}), True
         try:
             module = self._module(spec)
             function = getattr(module, spec.handler.rsplit(".", 1)[1])
-            result = function(event, _Context(spec.name, spec.arn, spec.memory_mb, spec.timeout_s))
+            context = _Context(spec.name, spec.arn, spec.memory_mb, spec.timeout_s, function_version=version)
+            result = function(event, context)
             return json.dumps(result, default=str), False
         except Exception as exc:
             return json.dumps(

@@ -1,33 +1,43 @@
-"""Every change the sandbox makes to moto, in one place. Each has a regression test in tests/sandbox/test_moto_fixes.py.
+"""Every change the sandbox makes to moto, in one place. Each has a regression test in tests/sandbox/test_moto_fix*.py.
 
 Tested against moto >=5.2.3,<5.3 (pinned in pyproject.toml). Numbers refer to ../shared/MOTO_NOTES.md.
 
-1. Lambda without Docker echoes the payload (note 1): run the handler in-process (lambda_runtime).
-2. `codebuild:startBuild.sync` is unsupported (note 2): a CodeBuild service integration with `.sync`, which on stop
-   calls StopBuild as Step Functions does (note 9).
-3. Waits, retry back-offs and callback timeouts run in virtual time (clock), so a 2-day bake takes a blink.
-4. History timestamps are virtual too, so the console view of a simulated run reads like AWS.
+1. Lambda without Docker echoes the payload (note 1): run the handler in-process (lambda_runtime), as the version
+   Invoke's `Qualifier` names (moto reads `qualifier` and runs $LATEST). A state's Lambda invocation runs beside the
+   state, as on AWS: a StopExecution ends the state at once while the invocation goes on.
+2. `codebuild:startBuild.sync` is unsupported (note 2): a CodeBuild service integration with `.sync`, which waits
+   for the emulated build and on stop calls StopBuild as Step Functions does (note 9).
+3. Time is virtual and event-driven (vtime): moto's own threads, events, sleeps and timeouts run on the sandbox's
+   scheduler while a simulation is active, so a 2-day bake takes a blink and a busy CPU changes nothing.
+4. History timestamps, start and stop dates are virtual too, so a simulated run reads like AWS.
 5. StopExecution during a Map ends ABORTED, not FAILED (note 9).
-6. StopExecution keeps its error and cause; DescribeExecution and the status-change event show them (note 11).
-7. SendTaskFailure keeps its cause (note 11): a rejected approval's reason reaches the Catch and the ledger.
-8. GetExecutionHistory honours reverseOrder, maxResults and nextToken (RecordFailure reads the newest page).
-9. The interpreter's service clients are made once per service and region, not once per task (speed only: moto's
-   clients all carry the same fixed configuration and fake credentials, and botocore clients are thread-safe).
+6. StopExecution keeps its error and cause (note 11); a stop that lands right after StartExecution finds the
+   execution's environment already built (MOTO_NOTES "set_stop" race), and a stop during waitForTaskToken ends the
+   execution at once (note 9).
+7. SendTaskFailure keeps its cause (note 11).
+8. GetExecutionHistory honours reverseOrder, maxResults and nextToken.
+9. The interpreter's service clients are made once per service and region (speed only).
+10. Task tokens behave as in AWS: an answer after the task timed out, after it was answered, or after its execution
+    stopped is refused with TaskTimedOut ("The task token has either expired or the task associated with the token
+    has already been closed", SendTaskSuccess API reference); an unknown token is InvalidToken.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
 import json
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
+from moto.awslambda.responses import LambdaResponse
 from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.core.exceptions import AWSError
 from moto.core.responses import ActionResult, EmptyResult
-from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.exceptions import InvalidToken
+from moto.stepfunctions.parser.api import ExecutionStatus, HistoryEventType, TaskFailedEventDetails
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
     FailureEvent,
@@ -35,9 +45,8 @@ from moto.stepfunctions.parser.asl.component.common.error_name.failure_event imp
 )
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
-from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-    state_task_service_callback,
     state_task_service_factory,
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
@@ -45,32 +54,87 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
     StateTaskServiceCallback,
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.eval.callback.callback import (
+    CallbackEndpoint,
+    CallbackOutcome,
+    CallbackOutcomeFailure,
+    CallbackOutcomeSuccess,
+    CallbackOutcomeTimedOut,
+)
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.asl.utils import boto_client as _boto_client_module
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
-from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
+from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.responses import StepFunctionResponse
 
-from trainctl.sandbox import clock as vclock
-from trainctl.sandbox import emulators
+from trainctl.sandbox import emulators, network, vtime
 from trainctl.sandbox.lambda_runtime import registry
 
-# --- 1. Lambda in-process -----------------------------------------------------------------------------------------
+# --- 1. Lambda in-process, beside its state ------------------------------------------------------------------------
+
+_request = threading.local()
+
+
+def _invoke_response(self: LambdaResponse) -> Any:
+    """moto reads the `qualifier` query parameter; Invoke sends `Qualifier` (Lambda API reference, Invoke), so an
+    invocation of a version ran $LATEST. Keep the real one for the backend."""
+    _request.qualifier = (self.querystring.get("Qualifier") or [None])[0]
+    try:
+        return _original_invoke_response(self)
+    finally:
+        _request.qualifier = None
 
 
 def _invoke_in_process(
     self: LambdaSimpleBackend, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
 ) -> bytes:
+    qualifier = qualifier or getattr(_request, "qualifier", None)
     fn = self.get_function(function_name, qualifier)
     payload = json.loads(body) if body else {}
-    result, errored = registry.invoke(fn.function_name, payload)
+    version = qualifier if qualifier and qualifier[0].isdigit() else "$LATEST"
+    result, errored = registry.invoke(fn.function_name, payload, version=version)
     if errored:
         response_headers["x-amz-function-error"] = "Unhandled"
-    response_headers["x-amz-executed-version"] = qualifier if qualifier and qualifier[0].isdigit() else "$LATEST"
+    response_headers["x-amz-executed-version"] = version
     return result.encode()
+
+
+class _StoppedWhileInvoking(Exception):
+    """The execution stopped while its Lambda invocation ran: the state ends now, the invocation goes on."""
+
+
+def _lambda_integration_beside_the_state(env: Environment, parameters: dict[str, Any], **kwargs: Any) -> None:
+    scheduler = vtime.active()
+    if scheduler is None:
+        _original_lambda_integration(env=env, parameters=parameters, **kwargs)
+        return
+    world = emulators.active()
+    spec = registry.spec(str(parameters.get("FunctionName", "")))
+    duration = world.lambda_duration(spec.logical_id) if world is not None and spec is not None else 0.0
+    box: dict[str, BaseException] = {}
+
+    def invoke() -> None:
+        scheduler.sleep(duration)  # a Lambda that takes time (scenario `lambdas`); in-process compute takes none
+        try:
+            _original_lambda_integration(env=env, parameters=parameters, **kwargs)
+        except BaseException as exc:
+            box["error"] = exc
+
+    worker = vtime.spawn(invoke, f"lambda:{parameters.get('FunctionName', '?')}")
+    scheduler.wait_any((worker._done, env.program_state_event), None, unless=lambda: not env.is_running())
+    if not worker._done.is_set():
+        raise _StoppedWhileInvoking()
+    if "error" in box:
+        raise box["error"]
+
+
+_original_lambda_integration = lambda_eval_utils.execute_lambda_function_integration
+_original_invoke_response = LambdaResponse.invoke
 
 
 # --- 2. CodeBuild .sync -------------------------------------------------------------------------------------------
@@ -129,6 +193,8 @@ class StateTaskServiceCodeBuild(StateTaskServiceCallback):  # type: ignore[misc]
     def _from_error(self, env: Any, ex: Exception) -> FailureEvent:
         response = getattr(ex, "response", None)
         if isinstance(response, dict) and "Error" in response:
+            # An AWS SDK error inside an optimized integration is named <Service>.<ErrorCode>
+            # (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html).
             name = f"CodeBuild.{response['Error']['Code']}"
             return FailureEvent(
                 env=env,
@@ -180,20 +246,21 @@ class StateTaskServiceCodeBuild(StateTaskServiceCallback):  # type: ignore[misc]
         started = env.stack.pop()
         build_id = started["Build"]["Id"]
         client = self._client(resource_runtime_part, state_credentials)
-        world, clock = emulators.active(), vclock.active()
-
+        world, scheduler = emulators.active(), vtime.active()
         stopped = False
 
         def resolve() -> Any:
             nonlocal stopped
-            if world is not None and clock is not None and env.is_running():
-                # Wait (in virtual time) exactly until the emulated build ends, or until the execution stops.
-                clock.sleep(world.seconds_left(build_id), env.program_state_event, env.is_running)
+            if world is not None and scheduler is not None and env.is_running():
+                # Wait exactly until the emulated build ends, or until the execution stops.
+                done = world.codebuild.ended(build_id)
+                scheduler.wait_any((done, env.program_state_event), None, unless=lambda: not env.is_running())
             if not env.is_running():
                 # The execution was stopped while the build ran: Step Functions stops the build (best effort).
                 if not stopped:
                     stopped = True
-                    client.stop_build(id=build_id)
+                    with contextlib.suppress(Exception):
+                        client.stop_build(id=build_id)
                 return None
             build = client.batch_get_builds(ids=[build_id])["builds"][0]
             status = build["buildStatus"]
@@ -230,58 +297,87 @@ def _service_for(service_name: str) -> Any:
     return _original_factory(service_name)
 
 
-# --- 3 + 4. virtual time ------------------------------------------------------------------------------------------
+# --- 3. virtual time: which of moto's (and the hooks') globals become vtime's ---------------------------------------
 
 
-def _wait_interval(self: WaitFunction, env: Any, wait_seconds: int) -> None:
-    clock = vclock.active()
-    if clock is None:
+def _swap_targets() -> dict[Any, dict[str, Any]]:
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+    from moto.stepfunctions.parser.asl.component.program import program
+    from moto.stepfunctions.parser.asl.component.state.exec import execute_state
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+        inline_iteration_component,
+        job,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor import map_run_record
+    from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import branch_worker, branches_decl
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_callback
+    from moto.stepfunctions.parser.asl.eval import environment
+    from moto.stepfunctions.parser.asl.eval.callback import callback
+    from moto.stepfunctions.parser.backend import execution_worker
+
+    from release_train import hooks
+
+    threads, time = vtime.threading_shim, vtime.time_shim
+    return {
+        retrier_decl: {"time": time},
+        program: {"threading": threads},
+        execute_state: {"threading": threads, "Thread": vtime.VThread},
+        inline_iteration_component: {"threading": threads},
+        job: {"threading": threads},
+        map_run_record: {"threading": threads},
+        branch_worker: {"threading": threads},
+        branches_decl: {"threading": threads},
+        state_task_service_callback: {"threading": threads, "time": time},
+        environment: {"threading": threads},
+        callback: {"Event": vtime.VEvent},
+        execution_worker: {"Thread": vtime.VThread},
+        hooks: {"threading": threads, "time": time},  # the hooks' check time budget and per-check timeout
+    }
+
+
+def _wait_interval(self: WaitFunction, env: Environment, wait_seconds: int) -> None:
+    if vtime.active() is None:
         _original_wait_interval(self, env, wait_seconds)
-        return None
-    clock.sleep(wait_seconds, env.program_state_event, env.is_running)
-    return None
+        return
+    if wait_seconds > 0:
+        env.program_state_event.wait(wait_seconds, unless=lambda: not env.is_running())
 
 
-class _ScaledTime:
-    """Stands in for the `time` module inside the retrier: back-off sleeps pass in virtual time."""
+def _eval_wait_for_task_token(
+    self: StateTaskServiceCallback,
+    env: Environment,
+    timeout_seconds: int,
+    callback_endpoint: CallbackEndpoint,
+    heartbeat_endpoint: Any,
+) -> CallbackOutcome:
+    """moto waits for the token's answer (or the timeout) even after a StopExecution: wait for the stop too."""
+    scheduler = vtime.active()
+    if scheduler is None or heartbeat_endpoint is not None:
+        return _original_eval_wait_for_task_token(self, env, timeout_seconds, callback_endpoint, heartbeat_endpoint)
+    timeout = timeout_seconds if isinstance(timeout_seconds, int | float) else None
+    scheduler.wait_any(
+        (callback_endpoint._notify_event, env.program_state_event),
+        timeout,
+        unless=lambda: not env.is_running() or callback_endpoint.get_outcome() is not None,
+    )
+    outcome = callback_endpoint.get_outcome()
+    return outcome if outcome is not None else CallbackOutcomeTimedOut(callback_id=callback_endpoint.callback_id)
 
-    def __getattr__(self, name: str) -> Any:
-        import time
 
-        return getattr(time, name)
-
-    @staticmethod
-    def sleep(seconds: float) -> None:
-        clock = vclock.active()
-        if clock is None:
-            import time
-
-            time.sleep(seconds)
-        else:
-            clock.sleep(seconds)
-
-
-def _wait_for_task_token_timeout(self: Any, timeout_seconds: int, callback_endpoint: Any) -> Any:
-    clock = vclock.active()
-    if clock is None:
-        return _original_wait_token(self, timeout_seconds, callback_endpoint)
-    if not isinstance(timeout_seconds, int | float):
-        # The idle token listener moto starts beside a .sync task: nothing will answer it; wait until torn down.
-        return callback_endpoint.wait(timeout=None)
-    begin, real_start = clock.elapsed, time.monotonic()
-    real_timeout = clock.real_timeout(timeout_seconds) or 0.0
-    outcome = callback_endpoint.wait(timeout=real_timeout)
-    if outcome is None:
-        clock.wait_unheld()  # an approver answering right now answers in time
-        outcome = callback_endpoint.get_outcome()
-    if outcome is None and time.monotonic() - real_start >= real_timeout:
-        clock.advance_to(begin + timeout_seconds)  # nobody answered: the full timeout passed (not an interrupt)
-    return outcome
+# --- 4. virtual dates ---------------------------------------------------------------------------------------------
 
 
 def _virtual_timestamp() -> _dt.datetime:
-    clock = vclock.active()
-    return clock.now() if clock is not None else _dt.datetime.now(tz=_dt.UTC)
+    scheduler = vtime.active()
+    return scheduler.now() if scheduler is not None else _dt.datetime.now(tz=_dt.UTC)
+
+
+def _execution_start(self: Execution) -> None:
+    self.start_date = _virtual_timestamp()
+    _original_execution_start(self)
+
+
+_original_execution_start = Execution.start
 
 
 # --- 5. StopExecution during a Map --------------------------------------------------------------------------------
@@ -297,7 +393,7 @@ def _set_error(self: Environment, error: Any) -> None:
 _original_set_error = Environment.set_error
 
 
-# --- 6. StopExecution's error and cause are kept (note 11) --------------------------------------------------------
+# --- 6. StopExecution: error and cause kept; never before the environment exists ---------------------------------
 
 
 def _stop_execution_response(self: StepFunctionResponse) -> ActionResult:
@@ -308,14 +404,14 @@ def _stop_execution_response(self: StepFunctionResponse) -> ActionResult:
     execution = next((x for x in machine.executions if x.execution_arn == arn), None)
     if execution is None:
         return ActionResult(backend.stop_execution(arn))  # let moto raise ExecutionDoesNotExist
-    execution.stop(
-        stop_date=_dt.datetime.now(tz=_dt.UTC), error=self._get_param("error"), cause=self._get_param("cause")
-    )
-    return ActionResult({"stopDate": execution.stop_date or _dt.datetime.now(tz=_dt.UTC)})
+    stop_date = _virtual_timestamp()
+    execution.stop(stop_date=stop_date, error=self._get_param("error"), cause=self._get_param("cause"))
+    return ActionResult({"stopDate": execution.stop_date or stop_date})
 
 
 def _reflect_execution_status(self: BaseExecutionWorkerCommunication) -> None:
     _original_reflect(self)
+    self.execution.stop_date = _virtual_timestamp()
     state = self.execution.exec_worker.env.program_state()
     if isinstance(state, ProgramStopped):
         self.execution.error, self.execution.cause = state.error, state.cause
@@ -324,7 +420,97 @@ def _reflect_execution_status(self: BaseExecutionWorkerCommunication) -> None:
 _original_reflect = BaseExecutionWorkerCommunication._reflect_execution_status
 
 
-# --- 7. SendTaskFailure keeps its cause (note 11) -----------------------------------------------------------------
+def _worker_start(self: ExecutionWorker) -> None:
+    """Build the environment in the caller's thread, so a StopExecution right after the start finds it."""
+    program = self._get_evaluation_entrypoint()
+    self.env = self._get_evaluation_environment()
+    self.env.event_manager.sandbox_execution_arn = self._evaluation_details.execution_details.arn  # for observers
+
+    def run() -> None:
+        from moto.stepfunctions.parser.api import ExecutionStartedEventDetails, HistoryEventExecutionDataDetails
+
+        assert self.env is not None
+        details = self._evaluation_details
+        self.env.event_manager.add_event(
+            context=self.env.event_history_context,
+            event_type=HistoryEventType.ExecutionStarted,
+            event_details=EventDetails(
+                executionStartedEventDetails=ExecutionStartedEventDetails(
+                    input=to_json_str(details.execution_details.inpt),
+                    inputDetails=HistoryEventExecutionDataDetails(truncated=False),
+                    roleArn=details.aws_execution_details.role_arn,
+                )
+            ),
+            update_source_event_id=False,
+        )
+        program.eval(self.env)
+        self._execution_communication.terminated()
+
+    thread_class = vtime.VThread if vtime.active() is not None else threading.Thread
+    thread_class(target=run, name=f"execution:{details_name(self)}", daemon=True).start()
+
+
+def details_name(worker: ExecutionWorker) -> str:
+    return str(worker._evaluation_details.execution_details.name)
+
+
+# --- 7. SendTaskFailure keeps its cause; 10. task tokens as in AWS ---------------------------------------------------
+
+_token_lock = threading.Lock()
+
+
+def _interrupt_all(self: CallbackEndpoint) -> None:
+    """Called when the task that owns the token ends (answered, timed out, or its execution stopped)."""
+    self.sandbox_closed = True
+    _original_interrupt_all(self)
+
+
+_original_interrupt_all = CallbackEndpoint.interrupt_all
+
+
+def _find_token(backend: StepFunctionsParserBackend, token: str) -> tuple[Execution, CallbackEndpoint]:
+    for execution in backend._get_executions():
+        worker = execution.exec_worker
+        env = worker.env if worker is not None else None
+        endpoint = env.callback_pool_manager.get(token) if env is not None else None
+        if endpoint is not None:
+            return execution, endpoint
+    raise InvalidToken("'Invalid token'")
+
+
+def _task_timed_out() -> AWSError:
+    return AWSError("Task Timed Out: 'Provided task does not exist anymore'", exception_type="TaskTimedOut")
+
+
+def _answer(backend: StepFunctionsParserBackend, token: str, outcome: CallbackOutcome | None) -> None:
+    execution, endpoint = _find_token(backend, token)
+    with _token_lock:
+        closed = (
+            execution.exec_status != ExecutionStatus.RUNNING
+            or getattr(endpoint, "sandbox_closed", False)
+            or endpoint.get_outcome() is not None
+        )
+        if closed:
+            raise _task_timed_out()
+        if outcome is None:
+            if not endpoint.notify_heartbeat():
+                raise _task_timed_out()
+            return
+        endpoint.notify(outcome)
+
+
+def _send_task_success(self: StepFunctionsParserBackend, task_token: str, outcome: str) -> None:
+    _answer(self, task_token, CallbackOutcomeSuccess(callback_id=task_token, output=outcome))
+
+
+def _send_task_failure(
+    self: StepFunctionsParserBackend, task_token: str, error: str | None = None, cause: str | None = None
+) -> None:
+    _answer(self, task_token, CallbackOutcomeFailure(callback_id=task_token, error=error, cause=cause))
+
+
+def _send_task_heartbeat(self: StepFunctionsParserBackend, task_token: str) -> None:
+    _answer(self, task_token, None)
 
 
 def _send_task_failure_response(self: StepFunctionResponse) -> ActionResult:
@@ -374,53 +560,69 @@ def _cached_boto_client_for(region: str, service: str, state_credentials: Any = 
     return client
 
 
-def _patch_boto_client_importers() -> None:
-    """Modules that did `from ...boto_client import boto_client_for` keep their own reference: update those too."""
+def _patch_importers(original: Any, replacement: Any, name: str) -> None:
+    """Modules that did `from ... import name` keep their own reference: update those too."""
     import sys
 
-    setattr(_boto_client_module, "boto_client_for", _cached_boto_client_for)  # noqa: B010
     for module in list(sys.modules.values()):
-        if module is not None and getattr(module, "boto_client_for", None) is _original_boto_client_for:
-            setattr(module, "boto_client_for", _cached_boto_client_for)  # noqa: B010
+        if module is not None and getattr(module, name, None) is original:
+            setattr(module, name, replacement)
 
 
 _original_wait_interval = WaitFunction._wait_interval
-_original_wait_token = StateTaskServiceCallback._wait_for_task_token_timeout
+_original_eval_wait_for_task_token = StateTaskServiceCallback._eval_wait_for_task_token
 _applied = threading.Lock()
 _done = False
 
 
 def apply() -> None:
-    """Idempotent; called by the sandbox before it creates its mock."""
+    """Idempotent; the patches that do not depend on a simulation (each consults vtime.active() where it must)."""
     global _done
     with _applied:
         if _done:
             return
+        network.install()
         emulators.install()
         from trainctl.sandbox import observer
 
         observer.install()
         LambdaSimpleBackend.invoke = _invoke_in_process
+        LambdaResponse.invoke = _invoke_response
+        lambda_eval_utils.execute_lambda_function_integration = _lambda_integration_beside_the_state
         setattr(state_task_service_factory, "state_task_service_for", _service_for)  # noqa: B010
-        _patch_factory_importers()
-        _patch_boto_client_importers()
+        _patch_importers(_original_factory, _service_for, "state_task_service_for")
+        setattr(_boto_client_module, "boto_client_for", _cached_boto_client_for)  # noqa: B010
+        _patch_importers(_original_boto_client_for, _cached_boto_client_for, "boto_client_for")
         WaitFunction._wait_interval = _wait_interval
-        retrier_decl.time = _ScaledTime()
-        StateTaskServiceCallback._wait_for_task_token_timeout = _wait_for_task_token_timeout
+        StateTaskServiceCallback._eval_wait_for_task_token = _eval_wait_for_task_token
         EventManager._get_current_timestamp = staticmethod(_virtual_timestamp)
+        Execution.start = _execution_start
+        ExecutionWorker.start = _worker_start
         Environment.set_error = _set_error
         StepFunctionResponse.stop_execution = _stop_execution_response
         StepFunctionResponse.send_task_failure = _send_task_failure_response
         StepFunctionResponse.get_execution_history = _get_execution_history_response
         BaseExecutionWorkerCommunication._reflect_execution_status = _reflect_execution_status
-        _ = state_task_service_callback  # imported for the patch above
+        CallbackEndpoint.interrupt_all = _interrupt_all
+        StepFunctionsParserBackend.send_task_success = _send_task_success
+        StepFunctionsParserBackend.send_task_failure = _send_task_failure
+        StepFunctionsParserBackend.send_task_heartbeat = _send_task_heartbeat
         _done = True
 
 
-def _patch_factory_importers() -> None:
-    """Modules that did `from ...factory import state_task_service_for` keep their own reference: update those."""
-    import sys
+@contextlib.contextmanager
+def virtual_time(scheduler: vtime.Scheduler) -> Iterator[None]:
+    """While a simulation runs: moto's threads and waits are vtime's, the network is sealed, and the clock is the
+    scheduler's. On the way out, every participant must have ended (a thread left behind is a sandbox defect)."""
+    from release_train.adapters.clock import Clock, system_now
 
-    for module in list(sys.modules.values()):
-        if module is not None and getattr(module, "state_task_service_for", None) is _original_factory:
-            setattr(module, "state_task_service_for", _service_for)  # noqa: B010
+    apply()
+    vtime.activate(scheduler)
+    Clock.source = staticmethod(scheduler.now)
+    try:
+        with network.sealed(), vtime.swapped(_swap_targets()):
+            yield
+    finally:
+        scheduler.close()
+        vtime.activate(None)
+        Clock.source = staticmethod(system_now)

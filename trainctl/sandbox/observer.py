@@ -7,7 +7,8 @@ from typing import Any
 
 from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
 
-observers: list[Callable[[str, dict[str, Any]], None]] = []
+# (event type, event details, execution arn or None)
+observers: list[Callable[[str, dict[str, Any], str | None], None]] = []
 _original_add_event = EventManager.add_event
 
 
@@ -18,8 +19,9 @@ def _add_event(
     if observers:
         details = dict(event_details) if event_details else {}
         name = event_type.value if hasattr(event_type, "value") else str(event_type)
+        arn = getattr(self, "sandbox_execution_arn", None)
         for observer in list(observers):
-            observer(name, details)
+            observer(name, details, arn)
     return event_id
 
 

@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from release_train.domain.errors import InvalidInput
-from release_train.domain.fleet import format_validation_error
+from release_train.domain.fleet import Fleet, format_validation_error
 
 
 class _Model(BaseModel):
@@ -38,15 +38,33 @@ class AlarmFiring(_Model):
     name: str
     stage: str
     during: Literal["bake", "canary"] = "bake"
-    service: str | None = Field(default=None, description="for `during: canary`: the service whose deployment alarms")
+    service: str | None = Field(
+        default=None, description="for `during: canary`: the service (or one of its functions) whose deployment alarms"
+    )
     recovers: bool = Field(default=True, description="goes back to OK before the gate looks (history still shows it)")
 
 
 class ApprovalAction(_Model):
     decision: Literal["approve", "reject", "none"] = "approve"
-    after: timedelta = timedelta(hours=2)
+    after: timedelta = Field(
+        default=timedelta(hours=2), description="virtual time after the approval was requested; may exceed the timeout"
+    )
     by: str = "release-manager@example.com"
     reason: str = "looks good"
+
+
+class LambdaBehaviour(_Model):
+    duration: timedelta = Field(
+        default=timedelta(0), description="virtual time the state's Lambda invocation takes before its handler runs"
+    )
+
+
+class CleanupDelivery(_Model):
+    """EventBridge delivers the execution's status change to the clean-up at least once, best effort."""
+
+    after: timedelta = Field(default=timedelta(seconds=2), description="delay after the execution ended (0: early)")
+    copies: Annotated[int, Field(ge=1, le=3, description="deliveries of the same event")] = 1
+    lost: bool = Field(default=False, description="never delivered: the next train must reclaim the lock")
 
 
 class HoldSpec(_Model):
@@ -58,11 +76,12 @@ class HoldSpec(_Model):
 class OperatorAction(_Model):
     action: Literal["cancel", "second_start"]
     at_state: str = Field(
-        description="while in this state (e.g. Build, Bake, RequestApproval): on entry, or for a Task state once its "
-        "work is under way (a .sync build started, a callback task submitted)"
+        description="a state of the state machine (e.g. Build, Bake, RequestApproval): the operator acts once the "
+        "world settled after the state was entered (a Task's work is then under way), plus `after`"
     )
     stage: str | None = None
     occurrence: Annotated[int, Field(ge=1)] = 1
+    after: timedelta = Field(default=timedelta(0), description="virtual time after the state was entered")
     schedule_time: datetime | None = Field(
         default=None,
         description="second_start only: the schedule fires for this time (default: the same firing again); "
@@ -70,16 +89,20 @@ class OperatorAction(_Model):
     )
 
 
-class HookBehaviour(_Model):
-    """Issue 4: how a prod canary deployment behaves for one service's function."""
+HookMode = Literal["pass", "fail", "raise", "silent"]
 
-    pre_traffic: Literal["pass", "fail", "raise"] = "pass"
-    post_traffic: Literal["pass", "fail", "raise"] = Field(
+
+class HookBehaviour(_Model):
+    """How a canary deployment's hooks behave for a service (or one of its functions)."""
+
+    pre_traffic: HookMode = "pass"
+    post_traffic: HookMode = Field(
         default="pass",
-        description="pass: the real checks pass. fail: the function's DynamoDB table is deleted just before the hook "
-        "runs, so the new version errors and its invoke check fails (the hook reports Failed). raise: the hook's "
-        "GetDeployment call fails (ThrottlingException on every attempt) while this hook runs, so the hook crashes "
-        "before a verdict and must still report Failed. (Same meanings for pre_traffic.)",
+        description="pass: the real checks pass. fail: the new version fails every invocation from this hook on, so "
+        "its invoke check fails and the hook reports Failed. raise: CodeDeploy answers ThrottlingException to the "
+        "hook's reads while this hook runs, so the hook crashes before a verdict and must still report Failed. "
+        "silent: the hook is never invoked, so CodeDeploy fails the deployment after the 1-hour hook limit. "
+        "(Same meanings for pre_traffic.)",
     )
     duplicate_delivery: bool = Field(
         default=False, description="each hook event is delivered twice (Lambda async at-least-once)"
@@ -98,16 +121,23 @@ class Scenario(_Model):
     )
     tests: dict[str, TestRun] = Field(default_factory=dict, description="stage -> test run")
     alarms: list[AlarmFiring] = Field(default_factory=list)
-    approvals: dict[str, ApprovalAction] = Field(default_factory=dict, description="stage -> what the approver does")
+    approvals: dict[str, ApprovalAction | list[ApprovalAction]] = Field(
+        default_factory=dict, description="stage -> what the approver does (a list: several answers, in order)"
+    )
+    lambdas: dict[str, LambdaBehaviour] = Field(
+        default_factory=dict, description="state name (PlanRelease, FinalizeRelease...) -> how its Lambda behaves"
+    )
     holds: list[HoldSpec] = Field(default_factory=list)
     operator: list[OperatorAction] = Field(default_factory=list)
-    hooks: dict[str, HookBehaviour] = Field(default_factory=dict, description="service -> hook behaviour in prod")
+    hooks: dict[str, HookBehaviour] = Field(
+        default_factory=dict, description="service or function name -> hook behaviour in its canary deployments"
+    )
     execution_input: dict[str, object] | None = Field(
         default=None, description="start with this input instead of the schedule's (e.g. to test bad input)"
     )
     freeze_now: bool = Field(default=False, description="add a freeze window covering the schedule time")
-    status_change_deliveries: Annotated[int, Field(ge=1, le=3)] = Field(
-        default=1, description="EventBridge delivers at least once: deliver the execution's status change this often"
+    cleanup: CleanupDelivery = Field(
+        default_factory=CleanupDelivery, description="how EventBridge delivers the status change to the clean-up"
     )
 
     @model_validator(mode="after")
@@ -115,6 +145,64 @@ class Scenario(_Model):
         if self.schedule_time.tzinfo is None:
             raise ValueError("schedule_time: needs a time zone, e.g. 2026-11-23T09:00:00Z")
         return self
+
+    def approval_answers(self, stage: str) -> list[ApprovalAction]:
+        answers = self.approvals.get(stage)
+        if answers is None:
+            return []
+        return list(answers) if isinstance(answers, list) else [answers]
+
+    def problems(self, fleet: Fleet, states: set[str]) -> list[str]:
+        """Names the scenario uses that the fleet or the state machine does not have (each one would be ignored)."""
+        stages = {s.name for s in fleet.stages}
+        services = {s.name for s in fleet.services}
+        functions = {
+            name: service.name
+            for service in fleet.services
+            for stage in fleet.canary_stages(service)
+            for name in fleet.functions_for(service, stage)
+        }
+        canaried = {s.name for s in fleet.services if fleet.canary_stages(s)}
+        problems: list[str] = []
+
+        def check(where: str, name: str, known: set[str], what: str) -> None:
+            if name not in known:
+                problems.append(f"{where}: unknown {what} {name!r}; the fleet has {sorted(known)}")
+
+        for stage, per_service in self.builds.items():
+            if stage != "*":
+                check(f"builds.{stage}", stage, stages, "stage")
+            for service in per_service:
+                if service != "*":
+                    check(f"builds.{stage}.{service}", service, services, "service")
+        with_tests = {s.name for s in fleet.stages if s.test_project}
+        for stage in self.tests:
+            check(f"tests.{stage}", stage, stages, "stage")
+            if stage in stages and stage not in with_tests:
+                problems.append(f"tests.{stage}: stage {stage!r} has no test_project in the fleet")
+        for stage in self.approvals:
+            check(f"approvals.{stage}", stage, stages, "stage")
+        for i, alarm in enumerate(self.alarms):
+            check(f"alarms.{i}.stage", alarm.stage, stages, "stage")
+            if alarm.during == "canary":
+                if alarm.service is None:
+                    problems.append(f"alarms.{i}.service: a canary alarm names the service whose deployment alarms")
+                else:
+                    check(
+                        f"alarms.{i}.service", alarm.service, canaried | set(functions), "canaried service or function"
+                    )
+        for key in self.hooks:
+            check(f"hooks.{key}", key, canaried | set(functions), "service with canary functions (deploy) or function")
+        if isinstance(self.changed, list):
+            for service in self.changed:
+                check("changed", service, services, "service")
+        for i, action in enumerate(self.operator):
+            check(f"operator.{i}.at_state", action.at_state, states, "state")
+            if action.stage is not None:
+                check(f"operator.{i}.stage", action.stage, stages, "stage")
+        for state in self.lambdas:
+            check(f"lambdas.{state}", state, states, "state")
+        return problems
 
     def build(self, stage: str, service: str) -> BuildBehaviour:
         per_stage = self.builds.get(stage, {})

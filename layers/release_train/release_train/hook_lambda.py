@@ -70,6 +70,7 @@ class HookRuntime:
         self._once: Callable[..., dict[str, Any]] | None = None
         self._idempotency_config: Any = None
         self._local = threading.local()  # per invocation thread: the sandbox may run hooks concurrently
+        self._init_lock = threading.Lock()
 
     @property
     def service(self) -> TrafficHookService:
@@ -118,6 +119,10 @@ class HookRuntime:
         return result
 
     def _run_once(self) -> Callable[..., dict[str, Any]]:
+        with self._init_lock:  # built once even if two invocations share this module (a local emulator does)
+            return self._build_once()
+
+    def _build_once(self) -> Callable[..., dict[str, Any]]:
         if self._once is None:
             from aws_lambda_powertools.utilities.idempotency import (
                 DynamoDBPersistenceLayer,

@@ -46,6 +46,7 @@ class SourcesPort(Protocol):
 
 class ExecutionsPort(Protocol):
     def is_running(self, execution_arn: str) -> bool: ...
+    def status(self, execution_arn: str) -> str | None: ...
     def last_entered_state(self, execution_arn: str) -> str | None: ...
     def approve(self, task_token: str, output: dict[str, Any]) -> None: ...
     def reject(self, task_token: str, error: str, cause: str) -> None: ...
@@ -239,9 +240,11 @@ class PlanService:
         if holder.release_id == release_id:
             raise ReleaseAlreadyExists(f"release {release_id} is already running ({holder.execution_arn})")
         if not self._executions.is_running(holder.execution_arn):
-            # The holder ended without cleaning up (e.g. its clean-up event was lost): reclaim, conditionally.
+            # The holder ended without cleaning up (its clean-up event was lost: EventBridge delivers best effort):
+            # reclaim, conditionally, and close its release, which nobody else will (invariant 3).
             if self._ledger.steal_lock(fleet, holder.execution_arn, release_id, execution_arn, now):
                 self._ledger.add_event(holder.release_id, "lock_reclaimed", {"by": release_id}, now)
+                self._close_abandoned(holder.release_id, holder.execution_arn, release_id, now)
                 return
         elif self._supersede_pending_approvals(holder.release_id, release_id, now) and self._ledger.steal_lock(
             fleet, holder.execution_arn, release_id, execution_arn, now
@@ -251,6 +254,21 @@ class PlanService:
             f"release {holder.release_id} holds the {fleet} train lock since {holder.acquired_at} "
             f"({holder.execution_arn}); this start was refused, not queued"
         )
+
+    def _close_abandoned(self, old_release: str, execution_arn: str, new_release: str, now: datetime) -> None:
+        try:
+            ended = self._executions.status(execution_arn) or "ENDED"
+        except Exception:
+            ended = "ENDED"  # unreadable: the release is still closed, with what we know
+        status = Status.CANCELLED if ended == "ABORTED" else Status.FAILED
+        reason = f"execution {ended} and its clean-up never ran; closed when release {new_release} reclaimed the lock"
+        if self._ledger.close_release(old_release, status, reason, now):
+            for approval in self._ledger.pending_approvals(old_release):
+                self._ledger.decide_approval(old_release, approval.stage, "CANCELLED", "release-train", reason)
+            self._notifier.send(
+                f"Release {old_release} {status.value}",
+                {"kind": status.value.lower(), "release_id": old_release, "reason": reason, "lines": [reason]},
+            )
 
     def _supersede_pending_approvals(self, old_release: str, new_release: str, now: datetime) -> bool:
         """A train waiting only for a human is replaced by the newer train: its approval is rejected with why."""
@@ -519,7 +537,9 @@ class ApprovalService:
         status = "APPROVED" if approve else "REJECTED"
         if not self._ledger.decide_approval(release_id, stage, status, by, reason):
             current = self._ledger.approval(release_id, stage)
-            raise InvalidInput("approval", [f"already decided: {current.status if current else '?'}"])
+            why = f"already decided: {current.status if current else '?'}"
+            self._refused(release_id, stage, status, by, why)
+            raise InvalidInput("approval", [why])
         # Claimed in the ledger first (two approvers cannot both answer); undone if the answer cannot be delivered.
         try:
             if approve:
@@ -528,6 +548,7 @@ class ApprovalService:
                 self._executions.reject(record.task_token, ApprovalRejected.__name__, f"rejected by {by}: {reason}")
         except ApprovalNotWaiting as exc:
             self._ledger.decide_approval(release_id, stage, "EXPIRED", by, str(exc), expected=status)
+            self._refused(release_id, stage, status, by, f"Step Functions no longer waits: {exc}")
             raise InvalidInput(
                 "approval", [f"release {release_id} stage {stage} no longer waits for an answer ({exc})"]
             ) from exc
@@ -540,6 +561,12 @@ class ApprovalService:
         decided = self._ledger.approval(release_id, stage)
         assert decided is not None
         return decided
+
+    def _refused(self, release_id: str, stage: str, answer: str, by: str, why: str) -> None:
+        """A refused answer is kept too: who tried to answer what, when, and why it did not count."""
+        self._ledger.add_event(
+            release_id, "approval_refused", {"stage": stage, "answer": answer, "by": by, "why": why}, self._clock.now()
+        )
 
 
 # --- finalize, failure, clean-up ----------------------------------------------------------------------------------

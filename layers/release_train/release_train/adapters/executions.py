@@ -23,6 +23,13 @@ class Executions:
         except self._c.exceptions.ExecutionDoesNotExist:
             return False
 
+    def status(self, execution_arn: str) -> str | None:
+        """RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED (or PENDING_REDRIVE); None if there is no such execution."""
+        try:
+            return str(self._c.describe_execution(executionArn=execution_arn)["status"])
+        except self._c.exceptions.ExecutionDoesNotExist:
+            return None
+
     def last_entered_state(self, execution_arn: str) -> str | None:
         """The state entered last before the failure handler: the one that failed (one page, newest first)."""
         page = self._c.get_execution_history(executionArn=execution_arn, reverseOrder=True, maxResults=100)

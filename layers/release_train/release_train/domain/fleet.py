@@ -17,6 +17,23 @@ from release_train.domain.errors import InvalidInput
 
 NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 _PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-_]{1,254}$")
+# Lambda FunctionName (a bare name, 1-64 characters) and alias Name (not all digits), from the Lambda API reference.
+_FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ALIAS_NAME = r"^[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*$"  # 1-128 characters, not all digits
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+# The predefined CodeDeploy configurations for Lambda (CodeDeploy User Guide, "Deployment configurations on an
+# AWS Lambda compute platform"); the fleet names them without the CodeDeployDefault.Lambda prefix.
+LAMBDA_DEPLOYMENT_CONFIGS = (
+    "AllAtOnce",
+    "Canary10Percent5Minutes",
+    "Canary10Percent10Minutes",
+    "Canary10Percent15Minutes",
+    "Canary10Percent30Minutes",
+    "Linear10PercentEvery1Minute",
+    "Linear10PercentEvery2Minutes",
+    "Linear10PercentEvery3Minutes",
+    "Linear10PercentEvery10Minutes",
+)
 _NAMES_A_FIELD = re.compile(r"^[a-z_]+(\[\d+\])?(\.[a-z_]+)*: ")
 
 
@@ -39,6 +56,35 @@ class GitHubSource(_Model):
 Source = CodeCommitSource | GitHubSource
 
 
+class Deploy(_Model):
+    """What the service's build deploys that the train watches: Lambda functions behind an alias (SAM
+    `AutoPublishAlias`), shifted through CodeDeploy with the shared hooks in the canary stages."""
+
+    functions: Annotated[
+        tuple[str, ...],
+        Field(min_length=1, max_length=50, description="function names; {service} and {stage} are filled in"),
+    ]
+    alias: Annotated[str, Field(pattern=ALIAS_NAME, max_length=128)] = "live"
+    traffic: str = Field(default="Canary10Percent5Minutes", description="CodeDeploy configuration in the canary stages")
+    canary_stages: tuple[str, ...] | None = Field(
+        default=None, description="stages whose deploy shifts traffic with the hooks (default: the last stage)"
+    )
+
+    @field_validator("traffic")
+    @classmethod
+    def _predefined(cls, value: str) -> str:
+        short = value.removeprefix("CodeDeployDefault.Lambda")
+        if short not in LAMBDA_DEPLOYMENT_CONFIGS:
+            raise ValueError(
+                f"must be one of CodeDeploy's Lambda configurations: {', '.join(LAMBDA_DEPLOYMENT_CONFIGS)}"
+            )
+        return short
+
+    @property
+    def deployment_config(self) -> str:
+        return f"CodeDeployDefault.Lambda{self.traffic}"
+
+
 class Service(_Model):
     name: Annotated[str, Field(pattern=NAME)]
     source: Source
@@ -47,6 +93,7 @@ class Service(_Model):
         default=None,
         description="CodeBuild project: a pattern with {service} and {stage}, or a map stage -> project name",
     )
+    deploy: Deploy | None = None
 
 
 class AlarmSelector(_Model):
@@ -148,12 +195,43 @@ class Fleet(_Model):
                 name = self.project_for(service, stage.name)
                 if not _PROJECT_NAME.match(name):
                     raise ValueError(f"services[{i}].project: '{name}' is not a valid CodeBuild project name")
+            if service.deploy is not None:
+                self._check_deploy(i, service, service.deploy, stage_names)
         return self
+
+    def _check_deploy(self, i: int, service: Service, deploy: Deploy, stage_names: set[str]) -> None:
+        unknown = sorted(set(deploy.canary_stages or ()) - stage_names)
+        if unknown:
+            raise ValueError(
+                f"services[{i}].deploy.canary_stages: unknown stages {unknown}; stages are {sorted(stage_names)}"
+            )
+        for j, pattern in enumerate(deploy.functions):
+            for stage in self.stages:
+                name = fill(
+                    pattern, service=service.name, stage=stage.name, where=f"services[{i}].deploy.functions[{j}]"
+                )
+                if not _FUNCTION_NAME.match(name):
+                    raise ValueError(
+                        f"services[{i}].deploy.functions[{j}]: '{name}' is not a Lambda function name "
+                        "(1-64 letters, digits, '-' or '_')"
+                    )
+        _no_duplicates(f"services[{i}].deploy.functions", list(deploy.functions))
 
     def project_for(self, service: Service, stage: str) -> str:
         if isinstance(service.project, dict):
             return service.project[stage]
-        return (service.project or self.defaults.project).format(service=service.name, stage=stage)
+        return fill(service.project or self.defaults.project, service=service.name, stage=stage, where="project")
+
+    def functions_for(self, service: Service, stage: str) -> list[str]:
+        """The Lambda functions the service's `stage` deploy moves (empty without a `deploy` block)."""
+        if service.deploy is None:
+            return []
+        return [fill(f, service=service.name, stage=stage) for f in service.deploy.functions]
+
+    def canary_stages(self, service: Service) -> tuple[str, ...]:
+        if service.deploy is None:
+            return ()
+        return service.deploy.canary_stages or (self.stages[-1].name,)
 
     def service(self, name: str) -> Service:
         for service in self.services:
@@ -173,6 +251,24 @@ class Fleet(_Model):
 
     def waves(self) -> list[int]:
         return sorted({s.wave for s in self.services})
+
+
+def fill(pattern: str, *, service: str, stage: str, where: str = "pattern") -> str:
+    """`{service}` and `{stage}` filled in; any other placeholder is an error (never `str.format`, which would
+    evaluate `{service.__class__}` or fail on `{0}`)."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name == "service":
+            return service
+        if name == "stage":
+            return stage
+        raise ValueError(f"{where}: unknown placeholder {{{name}}} in '{pattern}' (only {{service}} and {{stage}})")
+
+    filled = _PLACEHOLDER.sub(value, pattern)
+    if "{" in filled or "}" in filled:
+        raise ValueError(f"{where}: unbalanced brace in '{pattern}' (only {{service}} and {{stage}} are placeholders)")
+    return filled
 
 
 def _no_duplicates(field: str, names: list[str]) -> None:
