@@ -7,10 +7,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from release_train.wiring import wave_service
+from release_train.wiring import record_wave_service
 
 logger = Logger()
-service = wave_service()
+service = record_wave_service()
 
 
 @logger.inject_lambda_context(clear_state=True)

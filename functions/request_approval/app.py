@@ -16,4 +16,4 @@ service = approval_service()
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(release_id=event["release_id"], stage=event["stage"])
-    return service.request(event["release_id"], event["stage"], event["task_token"], event.get("state"))
+    return service.request(event["release_id"], event["stage"], event["task_token"])

@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from release_train.domain.fleet import parse_fleet
 from tests.sandbox.harness import Sandbox, sandbox
+from trainctl.sandbox.codedeploy import ROLLBACK_S
 from trainctl.sandbox.runner import SimulationResult, simulate
 from trainctl.sandbox.scenario import ApprovalAction, HookBehaviour, Scenario, load_scenario
 
@@ -148,7 +149,7 @@ def test_given_a_silent_hook_then_codedeploy_fails_the_deployment_after_the_hour
         ("post_traffic", "NoReport", 0),
     ]
     assert api["status"] == "Failed" and "did not report within 1 hour" in api["error"]
-    assert api["virtual_duration_s"] == 540 + 3600
+    assert api["virtual_duration_s"] == 540 + 3600 + ROLLBACK_S
     assert api["final_alias"]["version"] == api["current_version"]
     assert _prod_build(result, "orders")["status"] == "FAILED"
     assert result.status == "FAILED"

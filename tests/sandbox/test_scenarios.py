@@ -254,6 +254,18 @@ def test_given_prod_needs_approval_when_it_is_rejected_then_the_release_is_block
     assert _gate(approval_rejected, "prod") is None
 
 
+@pytest.mark.parametrize("name", ["approval-rejected", "approval-timeout", "approval-after-cancel", "approval-late"])
+def test_given_a_prod_approval_not_given_in_time_then_nothing_was_deployed_to_prod(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    result: SimulationResult = request.getfixturevalue(name.replace("-", "_"))
+    assert result.status in {"BLOCKED", "CANCELLED"}
+    assert _service_builds(result, "prod") == []  # the approval guards ENTRY to prod
+    assert [d for d in result.deployments if d["stage"] == "prod"] == []
+    assert "prod" not in result.live  # nothing of this release is live in prod
+    assert "runs new code" not in result.reason
+
+
 def test_given_prod_needs_approval_when_nobody_answers_then_it_times_out_blocked(
     approval_timeout: SimulationResult,
 ) -> None:
@@ -261,8 +273,10 @@ def test_given_prod_needs_approval_when_nobody_answers_then_it_times_out_blocked
     assert approval_timeout.reason.startswith("ApprovalTimedOut: ")
     [approval] = approval_timeout.approvals
     assert approval["status"] == "TIMED_OUT"
-    # the 24 h approval timeout passed in virtual time, after the 2-day staging and 1-hour prod bakes
-    assert approval_timeout.virtual_duration_s >= 2 * 86400 + 3600 + 86400
+    # asked on entry to prod, right after the 2-day staging bake; the 24 h timeout passed in virtual time
+    staging = 3 * 6 * 60 + 12 * 60  # three 6-minute waves and the 12-minute test run
+    eventbridge = 2  # the execution's status change reaches the clean-up 2 s later (scenario default)
+    assert approval_timeout.virtual_duration_s == staging + 2 * 86400 + 86400 + eventbridge
     assert _gate(approval_timeout, "prod") is None
 
 
@@ -336,6 +350,84 @@ def test_given_a_clean_up_that_lands_while_finalize_runs_then_the_cancel_stands(
     assert "cleaned_up" in kinds and "succeeded" not in kinds
 
 
+# --- holds and freezes mid-rollout, what is live, rollback -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("freeze-between-prod-waves", "freeze window 'Payment provider incident' until 2026-11-25T18:00:00+00:00"),
+        ("hold-during-prod-rollout", "hold on the fleet by oncall@example.com: INC-512 checkout errors"),
+    ],
+)
+def test_given_a_freeze_or_hold_beginning_between_prod_waves_then_the_later_waves_never_start(
+    name: str, why: str, request: pytest.FixtureRequest
+) -> None:
+    result: SimulationResult = request.getfixturevalue(name.replace("-", "_"))
+    assert result.status == "BLOCKED"
+    assert result.reason.startswith(f"WaveBlocked: prod wave 2 not started: {why}; prod waves deployed: 1.")
+    assert {WAVE[b["service"]] for b in _service_builds(result, "prod")} == {1}
+    wave1 = {s for s in SERVICES if WAVE[s] == 1}
+    head = _head(name, SERVICES)
+    assert result.live["prod"] == {s: head[s] for s in wave1}
+    assert result.reason.endswith(f"prod runs new code for 2 of 6 services: {', '.join(sorted(wave1))}")
+
+
+def test_given_a_prod_alarm_during_the_bake_with_the_stop_policy_then_blocked_saying_prod_runs_the_new_code(
+    prod_alarm_during_bake: SimulationResult,
+) -> None:
+    result = prod_alarm_during_bake
+    assert result.status == "BLOCKED"
+    assert result.reason.endswith("prod runs new code for 6 of 6 services: " + ", ".join(sorted(SERVICES)))
+    assert result.live["prod"] == _head("prod-alarm-during-bake", SERVICES)
+    assert all(d["final_alias"]["version"] == d["target_version"] for d in result.deployments if d["stage"] == "prod")
+
+
+def test_given_a_prod_alarm_with_the_rollback_policy_then_the_aliases_are_back_on_their_previous_versions(
+    prod_alarm_rolls_back: SimulationResult,
+) -> None:
+    result = prod_alarm_rolls_back
+    declared = {"company-service", "orders"}  # the services that declare their functions (fleet.yaml `deploy`)
+    scenario = _scenario("prod-alarm-rolls-back")
+    assert {s: result.live["prod"][s] for s in declared} == {s: scenario.commit(s, "previous") for s in declared}
+    others = sorted(SERVICES - declared)
+    assert result.reason.endswith(f"prod runs new code for 4 of 6 services: {', '.join(others)}")
+    rolled = next(e for e in result.events if e["kind"] == "live_after_end")["detail"]["rolled_back"]
+    assert len(rolled) == 5 and all("->" in line for line in rolled)  # 4 company functions + orders' api
+    assert rolled[0].startswith("svc-orders-prod-api")  # newest wave first (orders rides in wave 2)
+
+
+def test_given_a_cancel_while_the_canary_shifts_then_the_clean_up_stops_and_rolls_back_its_deployments(
+    cancel_during_canary: SimulationResult,
+) -> None:
+    result = cancel_during_canary
+    assert result.status == "CANCELLED"
+    company = [d for d in result.deployments if d["service"] == "company-service" and d["stage"] == "prod"]
+    assert {d["status"] for d in company} == {"Stopped"}
+    assert all(d["final_alias"]["version"] == d["current_version"] for d in company)
+    assert result.cleanup is not None and len(result.cleanup["stopped_deployments"]) == 4
+    previous = _scenario("cancel-during-canary").commit("company-service", "previous")
+    assert result.live["prod"]["company-service"] == previous  # observed back on the old versions
+    assert result.live["prod"]["identity"] == "unknown"  # its build was stopped mid-deploy: nobody can tell
+    assert "prod runs new code for 0 of 6 services; unknown for identity" in result.reason
+
+
+def test_given_a_finalize_racing_a_cancel_then_the_baseline_never_moves(
+    cleanup_races_finalize: SimulationResult,
+) -> None:
+    result = cleanup_races_finalize
+    assert result.status == "CANCELLED"
+    assert result.baseline_release == "2026-W47"  # not this release
+    assert "finalize_refused" in [e["kind"] for e in result.events]
+
+
+def test_given_a_healthy_week_then_the_ledger_says_every_stage_runs_the_released_commits(
+    happy_path: SimulationResult,
+) -> None:
+    head = _head("happy-path", SERVICES)
+    assert happy_path.live == {"staging": head, "prod": head}
+
+
 # --- cancel -------------------------------------------------------------------------------------------------------
 
 
@@ -366,7 +458,12 @@ def test_given_a_cancelled_release_when_eventbridge_delivers_the_status_change_a
     assert cancel_during_builds.cleanup is not None
     assert cancel_during_builds.cleanup["closed"] is True
     [again] = cancel_during_builds.cleanup_redeliveries
-    assert again == {"release_id": cancel_during_builds.release_id, "closed": False, "stopped_builds": []}
+    assert again == {
+        "release_id": cancel_during_builds.release_id,
+        "closed": False,
+        "stopped_builds": [],
+        "stopped_deployments": {},
+    }
     assert cancel_during_builds.status == "CANCELLED"
     assert [e["kind"] for e in cancel_during_builds.events].count("cleaned_up") == 1
     assert cancel_during_builds.lock_held_after is False

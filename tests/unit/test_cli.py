@@ -131,7 +131,7 @@ def test_given_a_running_train_when_cancelled_then_the_execution_is_stopped_with
         roleArn="arn:aws:iam::123456789012:role/sfn",
     )["stateMachineArn"]
     arn = sfn.start_execution(stateMachineArn=machine, name="train-1")["executionArn"]
-    for _ in range(400):  # a running train: it has reached its Wait (moto cannot stop one not yet started)
+    for _ in range(6000):  # a running train: it has reached its Wait (a generous bound: a defect guard, not a timing)
         if any(e["type"] == "WaitStateEntered" for e in sfn.get_execution_history(executionArn=arn)["events"]):
             break
         time.sleep(0.01)
@@ -139,7 +139,7 @@ def test_given_a_running_train_when_cancelled_then_the_execution_is_stopped_with
     code, output = _run("cancel", arn, "--reason", "bad canary in identity")
 
     assert code == 0 and "stop requested" in output
-    for _ in range(400):  # the interpreter ends the execution on its own thread
+    for _ in range(6000):  # the interpreter ends the execution on its own thread
         if sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
             break
         time.sleep(0.01)

@@ -178,6 +178,8 @@ def test_given_a_test_run_without_reports_when_evaluate_gate_runs_then_the_gate_
 
 def test_given_a_promoted_release_when_finalize_release_runs_then_it_succeeds_and_frees_the_lock(stack: Stack) -> None:
     _planned(stack)
+    for stage in ("staging", "prod"):
+        stack.ledger.put_gate("2026-W48", stage, "PROMOTE", [], {})
 
     _invoke("finalize_release", load_event("finalize_release/release.json"))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from moto import mock_aws
 from release_train.adapters.ledger import ApprovalRecord, BuildRecord, Ledger, Lock
 from release_train.domain.errors import InvalidInput
 from release_train.domain.fleet import Fleet, Source, parse_fleet
+from release_train.domain.live import Live
 from release_train.domain.release import (
     GateBlocked,
     PromotionViolation,
@@ -21,7 +23,14 @@ from release_train.domain.release import (
     Status,
     WaveFailed,
 )
-from release_train.services import CloseService, PlanService, WaveService
+from release_train.services import (
+    CleanupService,
+    FinalizeService,
+    LoadWaveService,
+    PlanService,
+    RecordFailureService,
+    RecordWaveService,
+)
 from tests.unit.adapters.ledger_table import all_items, create_ledger_table
 
 MONDAY = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # 2026-W48
@@ -125,6 +134,66 @@ class FakeCodeBuild:
 
 
 @dataclass
+class FakeFunctions:
+    """Lambda aliases: function -> version behind its alias; version descriptions name a commit."""
+
+    aliases: dict[str, str] = field(default_factory=dict)
+    descriptions: dict[tuple[str, str], str] = field(default_factory=dict)
+    pointed: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def alias_version(self, function: str, alias: str) -> str | None:
+        return self.aliases.get(function)
+
+    def commit_of(self, function: str, version: str) -> str | None:
+        from release_train.domain.live import commit_in
+
+        return commit_in(self.descriptions.get((function, version)))
+
+    def point(self, function: str, alias: str, version: str) -> None:
+        self.pointed.append((function, alias, version))
+        self.aliases[function] = version
+
+
+@dataclass
+class FakeDeployments:
+    running: dict[str, str] = field(default_factory=dict)  # deployment id -> function
+    stopped: list[str] = field(default_factory=list)
+
+    def in_flight(self, functions: list[str], since: datetime) -> dict[str, str]:
+        return {d: f for d, f in self.running.items() if f in functions and d not in self.stopped}
+
+    def stop(self, deployment_id: str) -> str:
+        self.stopped.append(deployment_id)
+        return "Pending"
+
+    def wait_ended(self, deployment_ids: list[str], budget_s: float = 120.0) -> dict[str, str]:
+        return dict.fromkeys(deployment_ids, "Stopped")
+
+
+class _Waves:
+    def __init__(self, world: World) -> None:
+        self.load = LoadWaveService(world.ledger, world.functions, world.clock).load
+        self.record = RecordWaveService(world.ledger, world.functions, world.clock).record
+
+
+class _Closer:
+    def __init__(self, world: World) -> None:
+        self.finalize = FinalizeService(world.ledger, world.notifier, world.clock).finalize
+        self.record_failure = RecordFailureService(
+            world.ledger, world.executions, world.functions, world.notifier, world.clock
+        ).record_failure
+        self.cleanup = CleanupService(
+            world.ledger,
+            world.executions,
+            world.codebuild,
+            world.deployments,
+            world.functions,
+            world.notifier,
+            world.clock,
+        ).cleanup
+
+
+@dataclass
 class World:
     table: Any
     ledger: Ledger
@@ -134,15 +203,17 @@ class World:
     notifier: FakeNotifier
     codebuild: FakeCodeBuild
     clock: FixedClock
+    functions: FakeFunctions = field(default_factory=FakeFunctions)
+    deployments: FakeDeployments = field(default_factory=FakeDeployments)
 
     def planner(self) -> PlanService:
         return PlanService(self.ledger, self.fleets, self.sources, self.executions, self.notifier, self.clock)
 
-    def waves(self) -> WaveService:
-        return WaveService(self.ledger, self.clock)
+    def waves(self) -> _Waves:
+        return _Waves(self)
 
-    def closer(self) -> CloseService:
-        return CloseService(self.ledger, self.executions, self.codebuild, self.notifier, self.clock)
+    def closer(self) -> _Closer:
+        return _Closer(self)
 
     def plan(self, execution_arn: str = EXEC_A, **raw_input: Any) -> dict[str, Any]:
         raw = {"trigger": "schedule", "scheduled_time": self.clock.now().isoformat(), **raw_input}
@@ -539,73 +610,264 @@ def test_given_a_gate_block_when_the_failure_is_recorded_then_the_release_is_blo
     )
 
 
-def test_given_a_promoted_release_when_finalized_then_it_becomes_the_baseline(world: World) -> None:
+def _promoted(world: World) -> None:
     world.plan(EXEC_A)
+    for stage in ("staging", "prod"):
+        world.ledger.put_gate("2026-W48", stage, "PROMOTE", [], {})
+
+
+def test_given_a_promoted_release_when_finalized_then_it_becomes_the_baseline(world: World) -> None:
+    _promoted(world)
 
     world.closer().finalize("2026-W48")
 
     assert world.ledger.baseline("acme") == ("2026-W48", HEADS)
 
 
+def test_given_a_release_cancelled_meanwhile_when_finalize_lands_then_the_baseline_does_not_move(world: World) -> None:
+    _promoted(world)
+    world.closer().cleanup({"executionArn": EXEC_A, "status": "ABORTED", "cause": "operator"})  # the cancel wins
+
+    result = world.closer().finalize("2026-W48")
+
+    assert result == {"release_id": "2026-W48", "status": "CANCELLED", "finalized": False}
+    assert world.ledger.baseline("acme") == (None, {})
+    record = world.ledger.release("2026-W48")
+    assert record is not None and record.status is Status.CANCELLED
+
+
+def test_given_a_stage_that_did_not_promote_when_finalize_is_asked_then_it_refuses(world: World) -> None:
+    from release_train.domain.release import NotFinalizable
+
+    world.plan(EXEC_A)
+    world.ledger.put_gate("2026-W48", "staging", "PROMOTE", [], {})
+
+    with pytest.raises(NotFinalizable, match=r"\['prod'\]"):
+        world.closer().finalize("2026-W48")
+    assert world.ledger.baseline("acme") == (None, {})
+
+
+# --- what is live, holds and freezes before a wave, rollback ------------------------------------------------------
+
+LIVE_FLEET = FLEET_YAML.replace(
+    "  - {name: api, source: {codecommit: api, branch: release}, wave: 1}",
+    "  - {name: api, source: {codecommit: api, branch: release}, wave: 1,\n"
+    "     deploy: {functions: ['svc-api-{stage}-fn']}}",
+)
+
+
+def _deployed_to_prod(world: World, *, policy: str = "stop") -> None:
+    """Both services ride; staging done; prod wave 1 (api, a declared function) deployed; prod wave 2 (web) built."""
+    world.fleets.fleet = parse_fleet(LIVE_FLEET + f"on_prod_failure: {policy}\n")
+    world.functions.aliases = {"svc-api-staging-fn": "3", "svc-api-prod-fn": "7"}
+    world.ledger.set_live(
+        "acme",
+        [
+            Live("prod", "api", "0" * 40, "2026-W47", "aliases", {"svc-api-prod-fn": "7"}),
+            Live("prod", "web", "9" * 40, "2026-W47", "build"),
+        ],
+    )
+    world.plan(EXEC_A)
+    waves = world.waves()
+    for stage in ("staging", "prod"):
+        for wave, service in ((1, "api"), (2, "web")):
+            waves.load("2026-W48", stage, wave)
+            if service == "api":  # sam deploy published a new version and moved the alias
+                new = str(int(world.functions.aliases[f"svc-api-{stage}-fn"]) + 1)
+                world.functions.aliases[f"svc-api-{stage}-fn"] = new
+                world.functions.descriptions[(f"svc-api-{stage}-fn", new)] = f"release 2026-W48 commit {HEADS['api']}"
+            waves.record("2026-W48", stage, wave, [{"service": service, "status": "SUCCEEDED", "build_id": "b"}])
+
+
+def test_given_a_deployed_wave_when_recorded_then_the_ledger_says_what_runs_and_how_it_knows(world: World) -> None:
+    _deployed_to_prod(world)
+
+    prod = world.ledger.live("acme")["prod"]
+    assert (prod["api"].commit, prod["api"].how, prod["api"].functions) == (
+        HEADS["api"],
+        "aliases",
+        {"svc-api-prod-fn": "8"},
+    )
+    assert (prod["api"].previous_commit, prod["api"].previous_release) == ("0" * 40, "2026-W47")
+    assert (prod["web"].commit, prod["web"].how) == (HEADS["web"], "build")
+    [move] = [m for m in world.ledger.alias_moves("2026-W48", "prod") if m.function == "svc-api-prod-fn"]
+    assert (move.before, move.after, move.wave, move.service) == ("7", "8", 1, "api")
+
+
+def test_given_a_build_that_failed_with_its_alias_unchanged_then_the_service_runs_what_it_ran(world: World) -> None:
+    world.fleets.fleet = parse_fleet(LIVE_FLEET)
+    world.functions.aliases = {"svc-api-staging-fn": "3"}
+    world.ledger.set_live(
+        "acme", [Live("staging", "api", "0" * 40, "2026-W47", "aliases", {"svc-api-staging-fn": "3"})]
+    )
+    world.plan(EXEC_A)
+    world.waves().load("2026-W48", "staging", 1)
+
+    with pytest.raises(WaveFailed):
+        world.waves().record("2026-W48", "staging", 1, [{"service": "api", "status": "FAILED", "cause": "{}"}])
+
+    api = world.ledger.live("acme")["staging"]["api"]
+    assert (api.commit, api.release_id) == ("0" * 40, "2026-W47")
+
+
+def test_given_a_stopped_build_whose_alias_moved_then_what_runs_is_unknown_until_observed(world: World) -> None:
+    world.fleets.fleet = parse_fleet(LIVE_FLEET)
+    world.functions.aliases = {"svc-api-staging-fn": "3"}
+    world.plan(EXEC_A)
+    world.waves().load("2026-W48", "staging", 1)
+    world.functions.aliases["svc-api-staging-fn"] = "4"  # no commit in its description: cannot tell whose it is
+
+    with pytest.raises(WaveFailed):
+        world.waves().record("2026-W48", "staging", 1, [{"service": "api", "status": "STOPPED", "cause": "{}"}])
+
+    api = world.ledger.live("acme")["staging"]["api"]
+    assert api.commit == "unknown" and "aliases moved: svc-api-staging-fn" in api.how
+
+
+@pytest.mark.parametrize(
+    ("setup", "why"),
+    [
+        ("hold", "prod wave 2 not started: hold on the fleet by oncall: incident 7; prod waves deployed: 1"),
+        (
+            "freeze",
+            "prod wave 2 not started: freeze window 'Year-end freeze' until 2026-12-28T00:00:00+00:00; "
+            "prod waves deployed: 1",
+        ),
+    ],
+)
+def test_given_a_hold_or_a_freeze_beginning_between_two_waves_then_the_later_wave_never_starts(
+    world: World, setup: str, why: str
+) -> None:
+    from release_train.domain.release import Hold, WaveBlocked
+
+    world.plan(EXEC_A)
+    waves = world.waves()
+    for stage, wave, service in (("staging", 1, "api"), ("staging", 2, "web"), ("prod", 1, "api")):
+        waves.load("2026-W48", stage, wave)
+        waves.record("2026-W48", stage, wave, [{"service": service, "status": "SUCCEEDED", "build_id": "b"}])
+    if setup == "hold":
+        world.ledger.put_hold("acme", Hold("*", "incident 7", "oncall"), MONDAY)
+    else:
+        world.clock.moment = datetime(2026, 12, 21, 0, 0, tzinfo=UTC)  # the freeze's first second
+
+    with pytest.raises(WaveBlocked) as blocked:
+        waves.load("2026-W48", "prod", 2)
+    assert str(blocked.value) == why
+
+
+def test_given_a_freeze_that_ended_a_second_ago_when_a_wave_starts_then_it_may(world: World) -> None:
+    world.plan(EXEC_A)
+    world.clock.moment = datetime(2027, 1, 4, 0, 0, tzinfo=UTC)  # both windows chain and end here (end exclusive)
+    assert world.waves().load("2026-W48", "staging", 1)["builds"][0]["service"] == "api"
+
+
+def test_given_a_failed_prod_release_with_the_stop_policy_then_it_says_what_runs_and_touches_nothing(
+    world: World,
+) -> None:
+    _deployed_to_prod(world, policy="stop")
+
+    world.closer().record_failure("2026-W48", "BLOCKED", {"Error": "GateBlocked", "Cause": "prod: alarm"}, EXEC_A)
+
+    record = world.ledger.release("2026-W48")
+    assert record is not None
+    assert record.reason == "GateBlocked: prod: alarm. prod runs new code for 2 of 2 services: api, web"
+    assert world.functions.pointed == []
+
+
+def test_given_a_failed_prod_release_with_the_rollback_policy_then_the_aliases_it_moved_go_back(world: World) -> None:
+    _deployed_to_prod(world, policy="rollback")
+
+    world.closer().record_failure("2026-W48", "BLOCKED", {"Error": "GateBlocked", "Cause": "prod: alarm"}, EXEC_A)
+
+    assert world.functions.pointed == [("svc-api-prod-fn", "live", "7")]  # staging is left alone
+    api = world.ledger.live("acme")["prod"]["api"]
+    assert (api.commit, api.release_id) == ("0" * 40, "2026-W47")
+    record = world.ledger.release("2026-W48")
+    assert record is not None and record.reason.endswith("prod runs new code for 1 of 2 services: web")
+    [move] = [m for m in world.ledger.alias_moves("2026-W48", "prod") if m.function == "svc-api-prod-fn"]
+    assert move.rolled_back
+
+
+def test_given_an_alias_a_later_release_moved_when_rolling_back_then_it_is_left_and_said_so(world: World) -> None:
+    _deployed_to_prod(world, policy="rollback")
+    world.functions.aliases["svc-api-prod-fn"] = "9"  # someone moved it since
+
+    world.closer().record_failure("2026-W48", "FAILED", {"Error": "X", "Cause": "y"}, EXEC_A)
+
+    assert world.functions.pointed == []
+    [(_, body)] = [(s, b) for s, b in world.notifier.sent if b.get("kind") == "failed"]
+    assert "rolled back svc-api-prod-fn: not rolled back, its alias points to 9, not 8" in body["lines"]
+
+
+def test_given_a_cancel_while_a_canary_runs_then_the_clean_up_stops_the_deployment(world: World) -> None:
+    _deployed_to_prod(world)
+    world.deployments.running = {"d-ABC": "svc-api-prod-fn", "d-OTHER": "svc-other-fn"}
+
+    result = world.closer().cleanup({"executionArn": EXEC_A, "status": "ABORTED", "cause": "operator"})
+
+    assert world.deployments.stopped == ["d-ABC"]
+    assert result["stopped_deployments"] == {"svc-api-prod-fn d-ABC": "Stopped"}
+
+
+def test_given_what_prod_runs_when_the_next_train_plans_then_changes_are_against_it_not_the_last_success(
+    world: World,
+) -> None:
+    world.ledger.set_baseline("acme", "2026-W47", dict(HEADS))  # the last success had today's heads...
+    world.ledger.set_live("acme", [Live("prod", "api", "0" * 40, "2026-W46", "rollback")])  # ...but prod was put back
+
+    plan = world.plan(EXEC_A)
+
+    assert plan["status"] == "RUNNING" and plan["service_count"] == 1  # api rides again; web really is live
+
+
 # --- approval packet ------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class FakeEvidence:
-    """The gate's collection as the approval packet sees it."""
-
-    result: Any = None
-    error: Exception | None = None
-
-    def collect(self, state: dict[str, Any]) -> Any:
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
-def _prod_state() -> dict[str, Any]:
-    return {"release_id": "2026-W48", "stage": {"name": "prod"}, "tests": {"build_id": "train-e2e-prod:1"}}
-
-
-def test_given_a_stage_waiting_for_approval_when_asked_then_the_packet_previews_what_the_gate_will_see(
-    world: World,
-) -> None:
-    from release_train.domain.release import AlarmEvidence, Evidence, Hold, TestEvidence
-    from release_train.services import ApprovalService
-
-    world.plan(EXEC_A)
-    evidence = Evidence(stage="prod", builds_succeeded=True, tests_expected=True, alarms_expected=True)
-    evidence.tests = TestEvidence(("arn:report",), total=50, passed=49, failed=1)
-    evidence.alarms = [AlarmEvidence("prod-api-5xx", "OK", fired_during_bake=True)]
-    evidence.holds = [Hold("*", "incident 7", "oncall")]
-    service = ApprovalService(world.ledger, world.executions, world.notifier, world.clock, FakeEvidence(evidence))
-
-    service.request("2026-W48", "prod", "token-1", _prod_state())
-
-    [(_, body)] = [(s, b) for s, b in world.notifier.sent if b.get("kind") == "approval"]
-    preview = body["this_stage"]
-    assert preview["tests"] == {"report_arns": ["arn:report"], "total": 50, "passed": 49, "failed": 1}
-    assert preview["alarms"] == ["prod-api-5xx: OK (fired during the bake)"]
-    assert preview["holds"] == ["*: incident 7 (oncall)"]
-    assert "tests failed: 1 of 50" in preview["gate_would_block_for"]
-    assert "hold on the fleet by oncall: incident 7" in preview["gate_would_block_for"]
-
-
-def test_given_unreadable_evidence_when_approval_is_asked_then_the_packet_still_goes_out_saying_so(
+def test_given_a_stage_that_needs_approval_when_entered_then_the_packet_shows_what_will_be_deployed_before_it_is(
     world: World,
 ) -> None:
     from release_train.services import ApprovalService
 
     world.plan(EXEC_A)
-    broken = FakeEvidence(error=RuntimeError("cloudwatch down"))
-    service = ApprovalService(world.ledger, world.executions, world.notifier, world.clock, broken)
+    world.ledger.put_gate("2026-W48", "staging", "PROMOTE", [], {"tests": {"passed": 120}, "alarms": []})
+    service = ApprovalService(world.ledger, world.executions, world.notifier, world.clock)
 
-    service.request("2026-W48", "prod", "token-1", _prod_state())
+    service.request("2026-W48", "prod", "token-1")
 
-    approval = world.ledger.approval("2026-W48", "prod")
-    assert approval is not None and approval.status == "PENDING"
-    [body] = [b for _, b in world.notifier.sent if b.get("kind") == "approval"]
-    assert body["this_stage"] == {"unavailable": "RuntimeError: cloudwatch down"}
+    [(subject, body)] = [(s, b) for s, b in world.notifier.sent if b.get("kind") == "approval"]
+    assert subject == "Approval needed before deploying to prod: release 2026-W48"
+    assert [(d["service"], d["wave"], d["to"]) for d in body["will_deploy"]] == [
+        ("api", 1, "a" * 40),
+        ("web", 2, "b" * 40),
+    ]
+    assert body["waves"] == [1, 2]
+    assert [(g["stage"], g["verdict"]) for g in body["earlier_stages"]] == [("staging", "PROMOTE")]
+    assert world.ledger.builds("2026-W48", "prod") == []  # nothing was deployed to prod to be approved
+
+
+@pytest.mark.parametrize(
+    ("hold_or_freeze", "why"),
+    [
+        ("hold", "stage prod not started: hold on the fleet by oncall: incident 7"),
+        ("freeze", "stage prod not started: freeze window 'Year-end freeze' until 2026-12-28T00:00:00+00:00"),
+    ],
+)
+def test_given_a_hold_or_freeze_when_a_stage_needing_approval_is_entered_then_it_blocks_without_asking(
+    world: World, hold_or_freeze: str, why: str
+) -> None:
+    from release_train.domain.release import Hold, WaveBlocked
+    from release_train.services import ApprovalService
+
+    world.plan(EXEC_A)
+    if hold_or_freeze == "hold":
+        world.ledger.put_hold("acme", Hold("*", "incident 7", "oncall"), MONDAY)
+    else:
+        world.clock.moment = datetime(2026, 12, 22, 9, tzinfo=UTC)
+    service = ApprovalService(world.ledger, world.executions, world.notifier, world.clock)
+
+    with pytest.raises(WaveBlocked, match=re.escape(why)):
+        service.request("2026-W48", "prod", "token-1")
+    assert world.ledger.approval("2026-W48", "prod") is None  # nobody was asked
 
 
 @dataclass

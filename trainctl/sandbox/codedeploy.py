@@ -49,6 +49,9 @@ if TYPE_CHECKING:
     from trainctl.sandbox.emulators import World
 
 HOOK_LIMIT_S = 3600.0
+# CodeDeploy takes a few seconds to roll an alias back; the status changes when it is done, never at the instant of
+# the StopDeployment or the failure, so whoever polls it sees the same thing whatever ran first.
+ROLLBACK_S = 5.0
 ASYNC_RETRY_DELAYS_S = (60.0, 120.0)  # Lambda's async retries (template: EventInvokeConfig MaximumRetryAttempts 2)
 STANDIN = Path(__file__).parent
 
@@ -126,6 +129,7 @@ class CodeDeploy:
         self.deployments: dict[str, Deployment] = {}
         self.revisions: dict[tuple[str, str], str] = {}  # (application, sha256) -> AppSpec content
         self.hook_functions: dict[str, str] = {}  # "pre_traffic"/"post_traffic" -> the stack's function name
+        self.running: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def routes(self) -> dict[tuple[str, str], Route]:
@@ -139,7 +143,12 @@ class CodeDeploy:
 
     # --- set-up: the functions as the last release left them -------------------------------------------------
 
-    def prepare(self, root: Path, pre_traffic: str, post_traffic: str) -> None:
+    def prepare(
+        self, root: Path, pre_traffic: str, post_traffic: str, running: dict[str, str] | None = None
+    ) -> None:
+        """Create every declared function as the last release left it; `running`: service -> the commit it runs
+        (its version 1 names it in its description, as a version the buildspec published does)."""
+        self.running = running or {}
         fleet = self.world.fleet
         if fleet is None:
             return
@@ -187,7 +196,7 @@ class CodeDeploy:
             Timeout=10,
             MemorySize=256,
         )["FunctionArn"]
-        first = lam.publish_version(FunctionName=name)["Version"]
+        first = _publish(lam, name, self.running.get(service.name))
         lam.create_alias(FunctionName=name, Name=site.alias, FunctionVersion=first)
         code_dir, handler = (example.code_dir, example.handler) if example else (STANDIN, "standin_function.handler")
         registry.register(
@@ -308,6 +317,7 @@ class CodeDeploy:
             d.status = "Succeeded"
         else:
             if not stopped or d.stop_rollback:
+                vtime.current().sleep(ROLLBACK_S)
                 self._point(lam, d, d.current_version)
                 d.rolled_back = True
             d.status = "Stopped" if stopped else "Failed"
@@ -551,9 +561,8 @@ class CodeDeploy:
 
 def _publish(lam: Any, function: str, commit: str | None) -> str:
     """`sam deploy` with AutoPublishAlias: new code (a description naming the commit stands for it) -> a version."""
-    lam.update_function_configuration(
-        FunctionName=function, Description=f"commit {commit or '?'} {uuid.uuid4().hex[:6]}"
-    )
+    # The example's buildspec passes the commit to SAM's VersionDescription ("release <id> commit <sha>").
+    lam.update_function_configuration(FunctionName=function, Description=f"commit {commit}" if commit else "")
     return str(lam.publish_version(FunctionName=function)["Version"])
 
 

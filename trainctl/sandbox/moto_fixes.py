@@ -228,17 +228,16 @@ class StateTaskServiceCodeBuild(StateTaskServiceCallback):  # type: ignore[misc]
         callback_endpoint: Any,
         heartbeat_endpoint: Any,
     ) -> Any:
-        outcome = super()._eval_sync(
-            env=env,
-            sync_resolver=sync_resolver,
-            timeout_seconds=timeout_seconds,
-            callback_endpoint=callback_endpoint,
-            heartbeat_endpoint=heartbeat_endpoint,
-        )
-        if sync_resolver is not None and not env.is_running():
-            # Stopped before moto polled even once (its loop checks is_running first): the build still runs.
-            sync_resolver()
-        return outcome
+        """moto polls the resolver every 0.5 s (a sleep that moved virtual time when a wake-up came early); the
+        emulated build says when it ends, so the resolver waits for that or for the stop, and nothing polls."""
+        assert sync_resolver is not None
+        result = None
+        while env.is_running():
+            result = sync_resolver()
+            if result:
+                return result
+        sync_resolver()  # stopped (perhaps before the first wait): Step Functions stops the build
+        return result
 
     def _build_sync_resolver(
         self, env: Any, resource_runtime_part: Any, normalised_parameters: dict[str, Any], state_credentials: Any
@@ -316,6 +315,7 @@ def _swap_targets() -> dict[Any, dict[str, Any]]:
     from moto.stepfunctions.parser.backend import execution_worker
 
     from release_train import hooks
+    from release_train.adapters import check_runners, deployments
 
     threads, time = vtime.threading_shim, vtime.time_shim
     return {
@@ -332,6 +332,8 @@ def _swap_targets() -> dict[Any, dict[str, Any]]:
         callback: {"Event": vtime.VEvent},
         execution_worker: {"Thread": vtime.VThread},
         hooks: {"threading": threads, "time": time},  # the hooks' check time budget and per-check timeout
+        deployments: {"time": time},  # the clean-up waits for stopped deployments to end
+        check_runners: {"time": time},  # a check's measured duration (max_duration_ms) is virtual: compute takes none
     }
 
 

@@ -90,6 +90,12 @@ class People:
             )
         elif action.action == "second_start" and self.second_arn is None:
             self.second_arn = self.start_execution(self.schedule_input(action.schedule_time))
+        elif action.action == "hold" and action.hold is not None:
+            from release_train.domain.release import Hold
+
+            assert self.world.fleet is not None
+            hold = Hold(action.hold.scope, action.hold.reason, action.hold.by)
+            self.ledger.put_hold(self.world.fleet.fleet, hold, self.world.clock.now())
 
     def _approve(self, answer: ApprovalAction, release_id: str, stage: str) -> None:
         from release_train.domain.errors import InvalidInput

@@ -69,6 +69,9 @@ class SimulationResult:
     fleet_releases: list[dict[str, Any]] = field(default_factory=list)  # every release of the fleet in the ledger
     deployments: list[dict[str, Any]] = field(default_factory=list)
     invocations: dict[str, int] = field(default_factory=dict)
+    live: dict[str, dict[str, str]] = field(default_factory=dict)  # stage -> service -> commit running, or "unknown"
+    baseline_release: str | None = None  # the release "what changed" falls back to
+    live_detail: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # how the train knows, versions
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -211,7 +214,7 @@ class _Run:
             if stage.test_project:
                 world.codebuild.register_project(stage.test_project, stage.name, None)
         world.codedeploy.prepare(
-            self.root, self.stack.physical("PreTrafficFunction"), self.stack.physical("PostTrafficFunction")
+            self.root, self.stack.physical("PreTrafficFunction"), self.stack.physical("PostTrafficFunction"), baseline
         )
 
         self.ledger = Ledger(boto3.resource("dynamodb").Table(self.stack.physical("LedgerTable")))
@@ -220,6 +223,12 @@ class _Run:
             self.ledger.put_hold(fleet.fleet, Hold(hold.scope, hold.reason, hold.by), Clock().now())
 
         fleet_doc = fleet.model_dump(mode="json", exclude_defaults=False)
+        fleet_doc["freeze_windows"] = [
+            *fleet_doc["freeze_windows"],
+            *(w.model_dump(mode="json") for w in scenario.freeze_windows),
+        ]
+        if scenario.on_prod_failure is not None:
+            fleet_doc["on_prod_failure"] = scenario.on_prod_failure
         if scenario.freeze_now:
             day = scenario.schedule_time.replace(hour=0, minute=0, second=0, microsecond=0)
             fleet_doc["freeze_windows"] = [
@@ -326,6 +335,7 @@ class _Run:
                 "cause": _error_message(described_second.get("cause"))[:500],
             }
         deliveries = people.deliveries.get(people.main_arn, [])
+        live = ledger.live(self.fleet.fleet)
         return SimulationResult(
             release_id=release_id,
             status=record.status.value if record else "NOT_STARTED",
@@ -360,6 +370,15 @@ class _Run:
             ],
             deployments=self.world.codedeploy.report(),
             invocations=dict(_invocations()),
+            live={stage: {s: r.commit for s, r in records.items()} for stage, records in live.items()},
+            baseline_release=ledger.baseline(self.fleet.fleet)[0],
+            live_detail={
+                stage: {
+                    s: {"commit": r.commit, "release_id": r.release_id, "how": r.how, "functions": r.functions}
+                    for s, r in records.items()
+                }
+                for stage, records in live.items()
+            },
         )
 
     def _builds(self) -> list[dict[str, Any]]:

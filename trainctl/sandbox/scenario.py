@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from release_train.domain.errors import InvalidInput
-from release_train.domain.fleet import Fleet, format_validation_error
+from release_train.domain.fleet import Fleet, FreezeWindow, format_validation_error
 
 
 class _Model(BaseModel):
@@ -74,7 +74,7 @@ class HoldSpec(_Model):
 
 
 class OperatorAction(_Model):
-    action: Literal["cancel", "second_start"]
+    action: Literal["cancel", "second_start", "hold"]
     at_state: str = Field(
         description="a state of the state machine (e.g. Build, Bake, RequestApproval): the operator acts once the "
         "world settled after the state was entered (a Task's work is then under way), plus `after`"
@@ -87,6 +87,13 @@ class OperatorAction(_Model):
         description="second_start only: the schedule fires for this time (default: the same firing again); "
         "a later week while the first train waits for approval supersedes it",
     )
+    hold: HoldSpec | None = Field(default=None, description="hold only: the hold the operator places")
+
+    @model_validator(mode="after")
+    def _hold_has_one(self) -> OperatorAction:
+        if (self.action == "hold") != (self.hold is not None):
+            raise ValueError("hold: give `hold: {scope, reason, by}` with action hold, and only then")
+        return self
 
 
 HookMode = Literal["pass", "fail", "raise", "silent"]
@@ -136,6 +143,12 @@ class Scenario(_Model):
         default=None, description="start with this input instead of the schedule's (e.g. to test bad input)"
     )
     freeze_now: bool = Field(default=False, description="add a freeze window covering the schedule time")
+    freeze_windows: list[FreezeWindow] = Field(
+        default_factory=list, description="freeze windows added to the fleet (e.g. one that begins mid-rollout)"
+    )
+    on_prod_failure: Literal["stop", "rollback"] | None = Field(
+        default=None, description="the fleet's policy for this run (default: the fleet file's)"
+    )
     cleanup: CleanupDelivery = Field(
         default_factory=CleanupDelivery, description="how EventBridge delivers the status change to the clean-up"
     )

@@ -10,12 +10,23 @@ from release_train.adapters.alarms import Alarms
 from release_train.adapters.aws import client
 from release_train.adapters.clock import Clock
 from release_train.adapters.codebuild import CodeBuild
+from release_train.adapters.deployments import Deployments
 from release_train.adapters.executions import Executions
 from release_train.adapters.fleet_store import FleetStore
+from release_train.adapters.functions import Functions
 from release_train.adapters.ledger import Ledger
 from release_train.adapters.notifier import Notifier
 from release_train.adapters.sources import Sources
-from release_train.services import ApprovalService, CloseService, GateService, PlanService, WaveService
+from release_train.services import (
+    ApprovalService,
+    CleanupService,
+    FinalizeService,
+    GateService,
+    LoadWaveService,
+    PlanService,
+    RecordFailureService,
+    RecordWaveService,
+)
 
 
 def _env(name: str) -> str:
@@ -46,8 +57,16 @@ def plan_service() -> PlanService:
     )
 
 
-def wave_service() -> WaveService:
-    return WaveService(ledger(), Clock())
+def functions() -> Functions:
+    return Functions(client("lambda"))
+
+
+def load_wave_service() -> LoadWaveService:
+    return LoadWaveService(ledger(), functions(), Clock())
+
+
+def record_wave_service() -> RecordWaveService:
+    return RecordWaveService(ledger(), functions(), Clock())
 
 
 def gate_service() -> GateService:
@@ -55,10 +74,24 @@ def gate_service() -> GateService:
 
 
 def approval_service() -> ApprovalService:
-    return ApprovalService(ledger(), Executions(client("stepfunctions")), notifier(), Clock(), evidence=gate_service())
+    return ApprovalService(ledger(), Executions(client("stepfunctions")), notifier(), Clock())
 
 
-def close_service() -> CloseService:
-    return CloseService(
-        ledger(), Executions(client("stepfunctions")), CodeBuild(client("codebuild")), notifier(), Clock()
+def finalize_service() -> FinalizeService:
+    return FinalizeService(ledger(), notifier(), Clock())
+
+
+def record_failure_service() -> RecordFailureService:
+    return RecordFailureService(ledger(), Executions(client("stepfunctions")), functions(), notifier(), Clock())
+
+
+def cleanup_service() -> CleanupService:
+    return CleanupService(
+        ledger(),
+        Executions(client("stepfunctions")),
+        CodeBuild(client("codebuild")),
+        Deployments(client("codedeploy")),
+        functions(),
+        notifier(),
+        Clock(),
     )

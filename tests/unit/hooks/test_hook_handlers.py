@@ -6,16 +6,20 @@ Every test asserts what CodeDeploy saw: the status, and that it was reported exa
 from __future__ import annotations
 
 import json
-import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from release_train.domain.checks import HttpObservation
 from release_train.hook_lambda import HookAlreadyInProgress
 from tests.conftest import FakeLambdaContext, load_event
 from tests.fixtures import aws_fixture
 from tests.unit.hooks.conftest import FUNCTION, FakeCodeDeploy, Loopback, create_state_machine, load_hook, put_checks
+from trainctl.sandbox import vtime
 
 PASS_MACHINE = {"StartAt": "Ok", "States": {"Ok": {"Type": "Pass", "Result": {"ok": True}, "End": True}}}
 FAIL_MACHINE = {"StartAt": "No", "States": {"No": {"Type": "Fail", "Error": "SmokeFailed", "Cause": "bad"}}}
@@ -164,20 +168,65 @@ def test_given_codedeploy_errors_on_get_deployment_when_pre_traffic_runs_then_fa
     assert result["reasons"][0].startswith("hook error: ThrottlingException: An error occurred (ThrottlingException)")
 
 
+@contextmanager
+def _virtual_time() -> Iterator[vtime.Scheduler]:
+    """The hook's time budget, per-check timeouts and a slow endpoint on the sandbox's event-driven clock: what happens
+    depends on virtual seconds only, never on how busy the machine is."""
+    from release_train import hooks
+
+    clock = vtime.Scheduler(datetime(2026, 11, 23, 9, tzinfo=UTC))
+    vtime.activate(clock)
+    try:
+        with vtime.swapped({hooks: {"threading": vtime.threading_shim, "time": vtime.time_shim}}):
+            yield clock
+    finally:
+        vtime.activate(None)
+        clock.close()
+
+
+def _slow_requests(hook: Any, slow_s: float) -> None:
+    """`/slow` answers after `slow_s` virtual seconds; anything else at once."""
+
+    def request(method: str, url: str, headers: Any, body: Any, timeout_s: float) -> HttpObservation:
+        if url.endswith("/slow"):
+            vtime.current().sleep(slow_s)
+        return HttpObservation(status=200, body=b'{"status": "ok"}', latency_ms=0.0)
+
+    hook.runtime.service.http.request = request
+
+
+def _run(clock: vtime.Scheduler, at: float, call: Any) -> dict[str, Any]:
+    """Run `call` in a participant of the clock at virtual second `at`; the box holds its result or its error."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = call()
+        except BaseException as exc:
+            box["error"] = exc
+
+    with clock.holding():
+        clock.schedule(at, run, f"invocation@{at}", vtime.MACHINE)
+    return box
+
+
 def test_given_a_check_slower_than_the_budget_when_pre_traffic_runs_then_failed_is_reported_before_the_budget_ends(
-    aws: FakeCodeDeploy, loopback: Loopback, lambda_context: FakeLambdaContext
+    aws: FakeCodeDeploy, lambda_context: FakeLambdaContext
 ) -> None:
     # remaining 1.8 s - safety margin 1 s (HOOK_SAFETY_MARGIN_MS in the fixture) = 0.8 s for checks; /slow takes 2 s.
     lambda_context.remaining_ms = 1_800
     event = _lambda_deployment(aws, "pre_traffic/lambda_deployment.json")
-    put_checks(FUNCTION, "checks_slow_http.json", BASE_URL=loopback.base_url)
+    put_checks(FUNCTION, "checks_slow_http.json", BASE_URL="http://127.0.0.1:9")
     hook = load_hook("pre_traffic")
 
-    result = hook.handler(event, lambda_context)
+    with _virtual_time() as clock:
+        _slow_requests(hook, slow_s=2.0)
+        box = _run(clock, 0.0, lambda: hook.handler(event, lambda_context))
+        clock.wait_idle(real_timeout=120)
 
-    # Reported (once, Failed) with both checks cut off by the budget rather than answered by the slow endpoint.
+    # Reported (once, Failed) at the end of the budget, with both checks cut off rather than answered.
     assert aws.statuses() == ["Failed"]
-    assert [c["outcome"] for c in result["checks"]] == ["timed_out", "timed_out"]
+    assert [c["outcome"] for c in box["result"]["checks"]] == ["timed_out", "timed_out"]
 
 
 def test_given_less_time_left_than_the_safety_margin_when_pre_traffic_runs_then_no_check_runs_and_failed_is_reported(
@@ -223,22 +272,24 @@ def test_given_a_duplicate_delivery_to_a_new_cold_start_when_it_runs_then_the_st
 
 
 def test_given_a_duplicate_arriving_while_the_first_still_runs_when_it_runs_then_it_fails_without_reporting(
-    aws: FakeCodeDeploy, loopback: Loopback, lambda_context: FakeLambdaContext
+    aws: FakeCodeDeploy, lambda_context: FakeLambdaContext
 ) -> None:
     event = _lambda_deployment(aws, "pre_traffic/lambda_deployment.json")
-    put_checks(FUNCTION, "checks_slow_http.json", BASE_URL=loopback.base_url)
+    put_checks(FUNCTION, "checks_slow_http.json", BASE_URL="http://127.0.0.1:9")
     first_hook, second_hook = load_hook("pre_traffic"), load_hook("pre_traffic")
-    first = threading.Thread(target=first_hook.handler, args=(event, FakeLambdaContext()))
-    first.start()
-    while loopback.hits["/slow"] == 0:  # the first invocation is inside its checks
-        time.sleep(0.01)
 
-    with pytest.raises(HookAlreadyInProgress):
-        second_hook.handler(event, lambda_context)
-    reports_while_running = list(aws.reports)
-    first.join()
+    with _virtual_time() as clock:
+        _slow_requests(first_hook, slow_s=2.0)
+        first = _run(clock, 0.0, lambda: first_hook.handler(event, FakeLambdaContext()))
+        reports_while_running: list[Any] = []
+        second = _run(
+            clock, 1.0, lambda: (reports_while_running.extend(aws.reports), second_hook.handler(event, lambda_context))
+        )
+        clock.wait_idle(real_timeout=120)
 
+    assert isinstance(second.get("error"), HookAlreadyInProgress)  # 1 s in: the first is inside its 2-second check
     assert reports_while_running == []
+    assert first["result"]["status"] == "Succeeded"
     assert aws.statuses() == ["Succeeded"]
 
 

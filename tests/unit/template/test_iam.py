@@ -29,8 +29,10 @@ from release_train.adapters import (
     checks_store,
     codebuild,
     codedeploy,
+    deployments,
     executions,
     fleet_store,
+    functions,
     hook_clients,
     ledger,
     notifier,
@@ -90,6 +92,8 @@ ADAPTER_MODULES = {
     "executions": executions,
     "codebuild": codebuild,
     "alarms": alarms,
+    "functions": functions,
+    "deployments": deployments,
     # the traffic hooks
     "codedeploy": codedeploy,
     "checks_store": checks_store,
@@ -105,6 +109,18 @@ ADAPTER_CALLS: dict[str, dict[str, str]] = {
         "delete_item": "dynamodb:DeleteItem",
         "query": "dynamodb:Query",
         "batch_writer": "dynamodb:BatchWriteItem",
+        "transact_write_items": "dynamodb:UpdateItem+dynamodb:PutItem",  # a transaction needs each item's action
+    },
+    "functions": {
+        "get_alias": "lambda:GetAlias",
+        "get_function_configuration": "lambda:GetFunctionConfiguration",
+        "update_alias": "lambda:UpdateAlias",
+    },
+    "deployments": {
+        "list_deployments": "codedeploy:ListDeployments",
+        "get_deployment": "codedeploy:GetDeployment",
+        "get_application_revision": "codedeploy:GetApplicationRevision",
+        "stop_deployment": "codedeploy:StopDeployment",
     },
     "fleet_store": {"get_object": "s3:GetObject", "put_object": "s3:PutObject"},
     "sources": {"get_branch": "codecommit:GetBranch", "get_secret_value": "secretsmanager:GetSecretValue"},
@@ -167,7 +183,7 @@ _LEDGER_WRITE = [
     ("ledger", "delete_item", LEDGER_TABLE),
     ("ledger", "batch_writer", LEDGER_TABLE),
 ]
-_EVIDENCE = [  # the gate's reads; the approval packet previews them
+_EVIDENCE = [  # the gate's reads
     ("codebuild", "batch_get_builds", TEST_PROJECT),
     ("codebuild", "batch_get_reports", REPORT_GROUP),
     ("alarms", "describe_alarms", ALARM),
@@ -211,6 +227,14 @@ ECS_CONSOLE_READS = [
     ("codedeploy:GetApplicationRevision", ECS_CONSOLE_APPLICATION),
 ]
 HOOK_ROLES = ["PreTrafficFunctionRole", "PostTrafficFunctionRole"]
+# What is live: a declared function's alias and one of its versions.
+FLEET_ALIAS = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:svc-company-prod-read:live"
+FLEET_VERSION = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:svc-company-prod-read:7"
+_LIVE_AND_ROLLBACK = [
+    ("functions", "get_alias", FLEET_ALIAS),
+    ("functions", "get_function_configuration", FLEET_VERSION),
+    ("functions", "update_alias", FLEET_ALIAS),
+]
 HANDLER_CALLS: dict[str, list[tuple[str, str, str]]] = {
     "PlanReleaseFunction": [
         *_LEDGER_WRITE,
@@ -221,22 +245,39 @@ HANDLER_CALLS: dict[str, list[tuple[str, str, str]]] = {
         ("executions", "describe_execution", EXECUTION),  # is the lock holder still running?
         ("executions", "send_task_failure", EXECUTION),  # supersede the holder's pending approval
     ],
-    "LoadWaveFunction": _LEDGER_READ,
+    "LoadWaveFunction": [
+        *_LEDGER_READ,
+        ("ledger", "put_item", LEDGER_TABLE),
+        ("ledger", "batch_writer", LEDGER_TABLE),
+        ("functions", "get_alias", FLEET_ALIAS),
+    ],
     "RecordWaveFunction": [
         *_LEDGER_READ,
         ("ledger", "put_item", LEDGER_TABLE),
         ("ledger", "batch_writer", LEDGER_TABLE),
+        ("functions", "get_alias", FLEET_ALIAS),
+        ("functions", "get_function_configuration", FLEET_VERSION),
     ],
-    "RequestApprovalFunction": [*_LEDGER_READ, ("ledger", "put_item", LEDGER_TABLE), *_NOTIFY, *_EVIDENCE],
+    "RequestApprovalFunction": [*_LEDGER_READ, ("ledger", "put_item", LEDGER_TABLE), *_NOTIFY],
     "EvaluateGateFunction": [*_LEDGER_READ, ("ledger", "put_item", LEDGER_TABLE), *_EVIDENCE],
-    "FinalizeReleaseFunction": [*_LEDGER_WRITE, *_NOTIFY],
-    "RecordFailureFunction": [*_LEDGER_WRITE, *_NOTIFY, ("executions", "get_execution_history", EXECUTION)],
+    "FinalizeReleaseFunction": [*_LEDGER_WRITE, *_NOTIFY, ("ledger", "transact_write_items", LEDGER_TABLE)],
+    "RecordFailureFunction": [
+        *_LEDGER_WRITE,
+        *_NOTIFY,
+        ("executions", "get_execution_history", EXECUTION),
+        *_LIVE_AND_ROLLBACK,
+    ],
     "CleanupExecutionFunction": [
         *_LEDGER_WRITE,
         *_NOTIFY,
         ("codebuild", "list_builds_for_project", PROJECT),
         ("codebuild", "batch_get_builds", PROJECT),
         ("codebuild", "stop_build", PROJECT),
+        *_LIVE_AND_ROLLBACK,
+        ("deployments", "list_deployments", FLEET_DEPLOYMENT_GROUP),
+        ("deployments", "get_deployment", FLEET_DEPLOYMENT_GROUP),
+        ("deployments", "get_application_revision", FLEET_APPLICATION_ARN),
+        ("deployments", "stop_deployment", FLEET_DEPLOYMENT_GROUP),
     ],
     "PreTrafficFunction": _HOOK_CALLS,
     "PostTrafficFunction": _HOOK_CALLS,
@@ -335,9 +376,9 @@ def test_given_the_adapter_calls_when_attributed_then_each_is_made_by_a_handler_
 
 def test_given_the_template_when_its_functions_are_listed_then_each_has_an_entry_in_the_table() -> None:
     cfn = cfn_template()
-    functions = {k for k, v in cfn["Resources"].items() if v["Type"] == "AWS::Lambda::Function"}
+    lambdas = {k for k, v in cfn["Resources"].items() if v["Type"] == "AWS::Lambda::Function"}
 
-    assert functions == set(HANDLER_CALLS)
+    assert lambdas == set(HANDLER_CALLS)
 
 
 @pytest.mark.parametrize(
@@ -349,7 +390,8 @@ def test_given_a_handler_call_when_its_role_is_checked_then_the_action_is_grante
 ) -> None:
     statements = role_statements(cfn_template(), f"{function}Role")
 
-    assert _granted(statements, ADAPTER_CALLS[module][op], arn), f"{function} calls {op} on {arn}"
+    for action in ADAPTER_CALLS[module][op].split("+"):  # a transaction needs the action of each of its items
+        assert _granted(statements, action, arn), f"{function} calls {op} ({action}) on {arn}"
 
 
 @pytest.mark.parametrize("function", sorted(HANDLER_CALLS))

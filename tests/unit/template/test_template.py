@@ -151,5 +151,5 @@ def test_given_the_template_when_sam_builds_then_every_function_and_the_layer_wi
     functions = {k for k, v in sam_template()["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
     assert functions <= {p.name for p in build.iterdir()}
     layer = build / "ReleaseTrainLayer" / "python"
-    assert (layer / "release_train" / "services.py").exists()
+    assert (layer / "release_train" / "services" / "__init__.py").exists()
     assert list((layer / "pydantic_core").glob("*aarch64*.so")), "the layer is built for arm64 like the functions"

@@ -5,11 +5,13 @@
 | FLEET#<fleet>      | LOCK                    | the train lock: holder execution ARN + release id     |
 | FLEET#<fleet>      | BASELINE                | the last good release and its {service: commit}       |
 | FLEET#<fleet>      | HOLD#<service or *>     | an operator hold                                      |
+| FLEET#<fleet>      | LIVE#<stage>#<service>  | what the service runs in the stage, as observed       |
 | RELEASE#<id>       | META                    | status, reason, execution, times, stages (GSI1: list) |
 | RELEASE#<id>       | SVC#<service>           | pinned commit, previous commit, wave, source          |
 | RELEASE#<id>       | BUILD#<stage>#<service> | build id, status, commit                              |
 | RELEASE#<id>       | GATE#<stage>            | verdict, reasons, evidence                            |
 | RELEASE#<id>       | APPROVAL#<stage>        | task token, status, packet, decided by                |
+| RELEASE#<id>       | ALIAS#<stage>#<wave>#<fn>| the alias journal: version before and after the deploy|
 | RELEASE#<id>       | EVENT#<iso time>#<n>#<r>| what happened, when (n: per-process order, r: random) |
 | EXEC#<arn>         | META                    | which release an execution runs (for the clean-up)    |
 
@@ -30,6 +32,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from release_train.adapters.aws import error_code
+from release_train.domain.live import AliasMove, Live
 from release_train.domain.release import Hold, ManifestEntry, Status
 
 _event_counter = itertools.count()
@@ -379,6 +382,121 @@ class Ledger:
                 ExpressionAttributeValues={":s": status, ":b": by, ":r": reason, ":pending": expected},
             )
         )
+
+    def finalize(self, release_id: str, fleet: str, commits: dict[str, str], now: datetime) -> bool:
+        """RUNNING -> SUCCEEDED and the baseline moved, in one transaction: a finalize that lands after a cancel (the
+        close fails its condition) never moves the baseline. False when the release was not RUNNING."""
+        _, baseline = self.baseline(fleet)
+        baseline.update(commits)
+        # The Table resource's client serializes plain Python values itself (boto3 DynamoDB transformation).
+        client = self._t.meta.client
+        try:
+            client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._t.name,
+                            "Key": {"PK": f"RELEASE#{release_id}", "SK": "META"},
+                            "UpdateExpression": "SET #s = :s, reason = :r, ended_at = :t",
+                            "ConditionExpression": "#s = :running",
+                            "ExpressionAttributeNames": {"#s": "status"},
+                            "ExpressionAttributeValues": {
+                                ":s": Status.SUCCEEDED.value,
+                                ":r": "all stages promoted",
+                                ":t": _iso(now),
+                                ":running": Status.RUNNING.value,
+                            },
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._t.name,
+                            "Item": {
+                                "PK": f"FLEET#{fleet}",
+                                "SK": "BASELINE",
+                                "release_id": release_id,
+                                "commits": baseline,
+                            },
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            # A failed condition cancels the whole transaction (TransactWriteItems API reference).
+            if error_code(exc) == "TransactionCanceledException":
+                return False
+            raise
+        return True
+
+    # --- what is live, the alias journal ---------------------------------------------------------------------------
+
+    def set_live(self, fleet: str, records: Iterable[Live]) -> None:
+        self._put_all(
+            {
+                "PK": f"FLEET#{fleet}",
+                "SK": f"LIVE#{r.stage}#{r.service}",
+                "stage": r.stage,
+                "service": r.service,
+                "commit": r.commit,
+                "release_id": r.release_id,
+                "how": r.how,
+                "functions": json.dumps(r.functions),
+                "previous_commit": r.previous_commit,
+                "previous_release": r.previous_release,
+                "observed_at": r.observed_at,
+            }
+            for r in records
+        )
+
+    def live(self, fleet: str) -> dict[str, dict[str, Live]]:
+        """stage -> service -> what it runs (strongly consistent)."""
+        out: dict[str, dict[str, Live]] = {}
+        for i in self._query(f"FLEET#{fleet}", "LIVE#"):
+            out.setdefault(i["stage"], {})[i["service"]] = Live(
+                stage=i["stage"],
+                service=i["service"],
+                commit=i["commit"],
+                release_id=i.get("release_id"),
+                how=i.get("how", ""),
+                functions=json.loads(i.get("functions") or "{}"),
+                previous_commit=i.get("previous_commit"),
+                previous_release=i.get("previous_release"),
+                observed_at=i.get("observed_at", ""),
+            )
+        return out
+
+    def put_alias_moves(self, release_id: str, moves: Iterable[AliasMove]) -> None:
+        self._put_all(
+            {
+                "PK": f"RELEASE#{release_id}",
+                "SK": f"ALIAS#{m.stage}#{m.wave:03d}#{m.function}",
+                "stage": m.stage,
+                "service": m.service,
+                "function": m.function,
+                "alias": m.alias,
+                "wave": m.wave,
+                "before": m.before,
+                "after": m.after,
+                "rolled_back": m.rolled_back or None,
+            }
+            for m in moves
+        )
+
+    def alias_moves(self, release_id: str, stage: str | None = None) -> list[AliasMove]:
+        prefix = f"ALIAS#{stage}#" if stage else "ALIAS#"
+        return [
+            AliasMove(
+                stage=i["stage"],
+                service=i["service"],
+                function=i["function"],
+                alias=i["alias"],
+                wave=int(i["wave"]),
+                before=i.get("before"),
+                after=i.get("after"),
+                rolled_back=bool(i.get("rolled_back", False)),
+            )
+            for i in self._query(f"RELEASE#{release_id}", prefix)
+        ]
 
     # --- baseline, holds, events --------------------------------------------------------------------------------
 

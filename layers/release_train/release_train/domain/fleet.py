@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -174,6 +174,11 @@ class Fleet(_Model):
     stages: Annotated[tuple[Stage, ...], Field(min_length=1, max_length=10)] = Field(default_factory=_default_stages)
     freeze_windows: tuple[FreezeWindow, ...] = ()
     notifications: Notifications = Notifications()
+    on_prod_failure: Literal["stop", "rollback"] = Field(
+        default="stop",
+        description="when a release fails or is cancelled after the last stage began deploying: leave what is live "
+        "(stop) or point the aliases this release moved back to their previous versions, newest wave first (rollback)",
+    )
     services: Annotated[tuple[Service, ...], Field(min_length=1, max_length=1000)]
 
     @model_validator(mode="after")

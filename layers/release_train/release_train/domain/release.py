@@ -55,6 +55,14 @@ class GateBlocked(ReleaseTrainError):
     """The gate's verdict is BLOCK."""
 
 
+class WaveBlocked(ReleaseTrainError):
+    """A hold or a freeze window keeps a stage or a wave from starting: nothing more is deployed."""
+
+
+class NotFinalizable(ReleaseTrainError):
+    """FinalizeRelease was asked to finish a release that is not running any more (cancelled, blocked, closed)."""
+
+
 class ApprovalNotWaiting(ReleaseTrainError):
     """The execution no longer waits for this approval (timed out, stopped, or the token is unknown)."""
 

@@ -1,0 +1,204 @@
+"""PlanRelease: validate input and fleet, pin commits, take the train lock, write the manifest."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from release_train.adapters.ledger import Ledger, ReleaseRecord
+from release_train.adapters.sources import describe
+from release_train.domain.errors import InvalidInput
+from release_train.domain.fleet import Fleet
+from release_train.domain.live import UNKNOWN
+from release_train.domain.release import (
+    ManifestEntry,
+    ReleaseAlreadyExists,
+    ReleaseInProgress,
+    Status,
+    parse_execution_input,
+    release_id_for,
+    select_services,
+)
+from release_train.services.context import iso, notify
+from release_train.services.ports import ClockPort, ExecutionsPort, FleetPort, NotifierPort, SourcesPort
+
+
+class PlanService:
+    def __init__(
+        self,
+        ledger: Ledger,
+        fleets: FleetPort,
+        sources: SourcesPort,
+        executions: ExecutionsPort,
+        notifier: NotifierPort,
+        clock: ClockPort,
+    ) -> None:
+        self._ledger, self._fleets, self._sources = ledger, fleets, sources
+        self._executions, self._notifier, self._clock = executions, notifier, clock
+
+    def plan(self, raw_input: Any, execution_arn: str, execution_name: str) -> dict[str, Any]:
+        # Everything that can be wrong with the input is checked before the first write.
+        request = parse_execution_input(raw_input)
+        fleet, fleet_version = self._fleets.load()
+        now = self._clock.now()
+        release_id = release_id_for(request, execution_name, now)
+        heads = {s.name: self._sources.head(s.source) for s in fleet.services}
+        baseline_id, baseline = self._ledger.baseline(fleet.fleet)
+        # What changed is what differs from what the last stage runs now (as observed), not from the last release that
+        # succeeded: after a partial deploy or a rollback they differ. Unknown counts as changed.
+        last = self._ledger.live(fleet.fleet).get(fleet.stages[-1].name, {})
+        baseline = {**baseline, **{s: (r.commit if r.known else UNKNOWN) for s, r in last.items()}}
+        changes, unknown = select_services(fleet, request, heads, baseline)
+        if unknown:
+            raise InvalidInput("execution input", [f"services: not in fleet {fleet.fleet}: {unknown}"])
+
+        self._take_lock(fleet.fleet, release_id, execution_arn, now)
+        try:
+            created = self._ledger.create_release(
+                ReleaseRecord(
+                    release_id=release_id,
+                    fleet=fleet.fleet,
+                    status=Status.RUNNING,
+                    reason="planned",
+                    execution_arn=execution_arn,
+                    created_at=iso(now),
+                    stages=[s.name for s in fleet.stages],
+                    requested_by=request.requested_by,
+                    fleet_version=fleet_version,
+                ),
+                pinned_fleet=fleet.model_dump(mode="json"),
+            )
+            if not created:
+                raise ReleaseAlreadyExists(f"release {release_id} was already started; a schedule fires once per week")
+            return self._plan_release(fleet, release_id, changes, baseline_id, request.requested_by, now)
+        except ReleaseAlreadyExists:
+            self._ledger.release_lock(fleet.fleet, execution_arn)
+            raise
+        except Exception as exc:
+            # We hold the lock and maybe a RUNNING release: close both before the error leaves (invariant 3).
+            self._ledger.close_release(release_id, Status.FAILED, f"plan failed: {exc}", now, "PlanRelease")
+            self._ledger.release_lock(fleet.fleet, execution_arn)
+            raise
+
+    def _plan_release(
+        self,
+        fleet: Fleet,
+        release_id: str,
+        changes: list[Any],
+        baseline_id: str | None,
+        requested_by: str,
+        now: datetime,
+    ) -> dict[str, Any]:
+        by_name = {s.name: s for s in fleet.services}
+        frozen = fleet.freeze_at(now)
+        if frozen is not None:
+            reopens = fleet.next_open_time(now)
+            reason = f"freeze window '{frozen.reason}' until {iso(frozen.end)}; next open time {iso(reopens)}"
+            return self._close_early(fleet, release_id, Status.BLOCKED, reason, now)
+        if not changes:
+            reason = f"no service changed since {baseline_id or 'the first release'}"
+            return self._close_early(fleet, release_id, Status.NOTHING_TO_RELEASE, reason, now)
+
+        entries = [
+            ManifestEntry(
+                c.service, c.commit, c.previous_commit, by_name[c.service].wave, describe(by_name[c.service].source)
+            )
+            for c in changes
+        ]
+        self._ledger.put_manifest(release_id, entries)
+        waves = sorted({e.wave for e in entries})
+        self._ledger.add_event(release_id, "planned", {"services": len(entries), "waves": waves}, now)
+        notify(
+            self._notifier,
+            fleet,
+            f"Release {release_id} started: {len(entries)} services",
+            {
+                "kind": "started",
+                "release_id": release_id,
+                "requested_by": requested_by,
+                "lines": [f"{e.service} -> {e.commit[:12]} (wave {e.wave})" for e in entries],
+            },
+        )
+        stages = []
+        for stage in fleet.stages:
+            item: dict[str, Any] = {"name": stage.name, "waves": waves, "bake_seconds": int(stage.bake.total_seconds())}
+            if stage.test_project:
+                item["test_project"] = stage.test_project
+            if stage.approval.required:
+                item["approval_timeout_seconds"] = int(stage.approval.timeout.total_seconds())
+            stages.append(item)
+        return {
+            "release_id": release_id,
+            "status": Status.RUNNING.value,
+            "reason": "planned",
+            "service_count": len(entries),
+            "build_concurrency": fleet.defaults.build_concurrency,
+            "stages": stages,
+        }
+
+    def _close_early(self, fleet: Fleet, release_id: str, status: Status, reason: str, now: datetime) -> dict[str, Any]:
+        record = self._ledger.release(release_id)
+        self._ledger.close_release(release_id, status, reason, now)
+        if record is not None:
+            self._ledger.release_lock(fleet.fleet, record.execution_arn)
+        notify(
+            self._notifier,
+            fleet,
+            f"Release {release_id}: {status.value}",
+            {"kind": status.value.lower(), "release_id": release_id, "reason": reason, "lines": [reason]},
+        )
+        return {
+            "release_id": release_id,
+            "status": status.value,
+            "reason": reason,
+            "stages": [],
+            "service_count": 0,
+            "build_concurrency": 1,
+        }
+
+    def _take_lock(self, fleet: str, release_id: str, execution_arn: str, now: datetime) -> None:
+        holder = self._ledger.acquire_lock(fleet, release_id, execution_arn, now)
+        if holder is None:
+            return
+        if holder.release_id == release_id:
+            raise ReleaseAlreadyExists(f"release {release_id} is already running ({holder.execution_arn})")
+        if not self._executions.is_running(holder.execution_arn):
+            # The holder ended without cleaning up (its clean-up event was lost: EventBridge delivers best effort):
+            # reclaim, conditionally, and close its release, which nobody else will (invariant 3).
+            if self._ledger.steal_lock(fleet, holder.execution_arn, release_id, execution_arn, now):
+                self._ledger.add_event(holder.release_id, "lock_reclaimed", {"by": release_id}, now)
+                self._close_abandoned(holder.release_id, holder.execution_arn, release_id, now)
+                return
+        elif self._supersede_pending_approvals(holder.release_id, release_id, now) and self._ledger.steal_lock(
+            fleet, holder.execution_arn, release_id, execution_arn, now
+        ):
+            return
+        raise ReleaseInProgress(
+            f"release {holder.release_id} holds the {fleet} train lock since {holder.acquired_at} "
+            f"({holder.execution_arn}); this start was refused, not queued"
+        )
+
+    def _close_abandoned(self, old_release: str, execution_arn: str, new_release: str, now: datetime) -> None:
+        try:
+            ended = self._executions.status(execution_arn) or "ENDED"
+        except Exception:
+            ended = "ENDED"  # unreadable: the release is still closed, with what we know
+        status = Status.CANCELLED if ended == "ABORTED" else Status.FAILED
+        reason = f"execution {ended} and its clean-up never ran; closed when release {new_release} reclaimed the lock"
+        if self._ledger.close_release(old_release, status, reason, now):
+            for approval in self._ledger.pending_approvals(old_release):
+                self._ledger.decide_approval(old_release, approval.stage, "CANCELLED", "release-train", reason)
+            self._notifier.send(
+                f"Release {old_release} {status.value}",
+                {"kind": status.value.lower(), "release_id": old_release, "reason": reason, "lines": [reason]},
+            )
+
+    def _supersede_pending_approvals(self, old_release: str, new_release: str, now: datetime) -> bool:
+        """A train waiting only for a human is replaced by the newer train: its approval is rejected with why."""
+        pending = self._ledger.pending_approvals(old_release)
+        for approval in pending:
+            reason = f"superseded by release {new_release}"
+            if self._ledger.decide_approval(old_release, approval.stage, "SUPERSEDED", "release-train", reason):
+                self._executions.reject(approval.task_token, "ApprovalRejected", reason)
+                self._ledger.add_event(old_release, "approval_superseded", {"by": new_release}, now)
+        return bool(pending)
