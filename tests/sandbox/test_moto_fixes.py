@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.sandbox.harness import Sandbox, on_state, sandbox
+from tests.sandbox.harness import ROLE, Sandbox, on_state, sandbox
 from trainctl.sandbox.scenario import BuildBehaviour, Scenario
 
 SCENARIO = Scenario(
@@ -301,3 +301,33 @@ def test_given_an_invoke_of_a_version_when_it_runs_then_that_version_runs_and_is
     answer = box.act(lambda: lam.invoke(FunctionName="versioned", Qualifier=version, Payload=b"{}"))
     assert json.loads(answer["Payload"].read()) == {"ran": version}  # plain moto ran $LATEST
     assert answer["ExecutedVersion"] == version
+
+
+# --- 11. executions of a version or an alias ------------------------------------------------------------------------
+
+
+def test_given_an_alias_when_an_execution_starts_on_it_then_the_aliased_version_runs_not_the_latest_definition(
+    box: Sandbox,
+) -> None:
+    sfn = box.sfn
+
+    def create() -> tuple[str, str, str]:
+        first = {"StartAt": "A", "States": {"A": {"Type": "Pass", "Result": {"v": 1}, "End": True}}}
+        created = sfn.create_state_machine(name="m", definition=json.dumps(first), roleArn=ROLE, publish=True)
+        alias = sfn.create_state_machine_alias(
+            name="live",
+            routingConfiguration=[{"stateMachineVersionArn": created["stateMachineVersionArn"], "weight": 100}],
+        )["stateMachineAliasArn"]
+        second = {"StartAt": "A", "States": {"A": {"Type": "Pass", "Result": {"v": 2}, "End": True}}}
+        newer = sfn.update_state_machine(
+            stateMachineArn=created["stateMachineArn"], definition=json.dumps(second), publish=True
+        )
+        on_alias = sfn.start_execution(stateMachineArn=alias, name="on-alias")["executionArn"]
+        on_version = sfn.start_execution(stateMachineArn=newer["stateMachineVersionArn"], name="on-v2")["executionArn"]
+        return alias, on_alias, on_version
+
+    _, on_alias, on_version = box.act(create)
+    box.settle()
+    described = sfn.describe_execution(executionArn=on_alias)
+    assert json.loads(described["output"]) == {"v": 1}, described  # plain moto: refused
+    assert json.loads(sfn.describe_execution(executionArn=on_version)["output"]) == {"v": 2}  # plain: AttributeError

@@ -428,6 +428,18 @@ def test_given_a_healthy_week_then_the_ledger_says_every_stage_runs_the_released
     assert happy_path.live == {"staging": head, "prod": head}
 
 
+def test_given_the_train_redeployed_while_a_release_waits_then_that_release_finishes_on_the_versions_it_started_on(
+    train_upgraded_while_waiting: SimulationResult,
+) -> None:
+    result = train_upgraded_while_waiting
+    assert result.status == "SUCCEEDED"
+    versions = [e["version"].rsplit(":", 1)[1] for e in result.executions]
+    assert versions == ["1", "2"]  # week 48 on version 1; week 49 started on the alias, now version 2
+    train = {k: v for k, v in result.invocations_by_version.items() if k.endswith("Function") and "Traffic" not in k}
+    assert train.pop("PlanReleaseFunction") == {"1": 1, "2": 1}
+    assert train and all(set(calls) == {"1"} for calls in train.values()), train  # nothing of week 48 ran version 2
+
+
 # --- cancel -------------------------------------------------------------------------------------------------------
 
 

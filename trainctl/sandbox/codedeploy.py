@@ -143,9 +143,7 @@ class CodeDeploy:
 
     # --- set-up: the functions as the last release left them -------------------------------------------------
 
-    def prepare(
-        self, root: Path, pre_traffic: str, post_traffic: str, running: dict[str, str] | None = None
-    ) -> None:
+    def prepare(self, root: Path, pre_traffic: str, post_traffic: str, running: dict[str, str] | None = None) -> None:
         """Create every declared function as the last release left it; `running`: service -> the commit it runs
         (its version 1 names it in its description, as a version the buildspec published does)."""
         self.running = running or {}

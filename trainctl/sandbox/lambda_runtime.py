@@ -76,6 +76,7 @@ class Registry:
         self._lock = threading.RLock()
         self.log = LogSink()
         self.invocations: dict[str, int] = {}
+        self.by_version: dict[str, dict[str, int]] = {}  # logical id -> version -> invocations
         self._broken: dict[tuple[str, str], str] = {}  # (function, version) -> why every invocation fails
 
     def register(self, spec: FunctionSpec) -> None:
@@ -86,6 +87,7 @@ class Registry:
         self._specs.clear()
         self._modules.clear()
         self.invocations.clear()
+        self.by_version.clear()
         self._broken.clear()
 
     def break_version(self, name: str, version: str, why: str) -> None:
@@ -143,6 +145,8 @@ class Registry:
             return json.dumps({"errorType": "ResourceNotFoundException", "errorMessage": name_or_arn}), True
         with self._lock:
             self.invocations[spec.logical_id] = self.invocations.get(spec.logical_id, 0) + 1
+            versions = self.by_version.setdefault(spec.logical_id, {})
+            versions[version] = versions.get(version, 0) + 1
         broken = self._broken.get((spec.name, version))
         if broken is not None:
             return json.dumps({"errorType": "Runtime.ExitError", "errorMessage": broken}), True

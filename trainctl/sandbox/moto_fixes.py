@@ -17,6 +17,9 @@ Tested against moto >=5.2.3,<5.3 (pinned in pyproject.toml). Numbers refer to ..
 7. SendTaskFailure keeps its cause (note 11).
 8. GetExecutionHistory honours reverseOrder, maxResults and nextToken.
 9. The interpreter's service clients are made once per service and region (speed only).
+11. StartExecution accepts a state machine version or alias ARN and runs that version's definition (moto refuses an
+    alias ARN and fails on a version ARN), so the schedule can start the `live` alias and a running execution keeps
+    the definition -- and the Lambda versions it names -- it started with.
 10. Task tokens behave as in AWS: an answer after the task timed out, after it was answered, or after its execution
     stopped is refused with TaskTimedOut ("The task token has either expired or the task associated with the token
     has already been closed", SendTaskSuccess API reference); an unknown token is InvalidToken.
@@ -94,6 +97,9 @@ def _invoke_in_process(
     self: LambdaSimpleBackend, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
 ) -> bytes:
     qualifier = qualifier or getattr(_request, "qualifier", None)
+    parts = function_name.split(":")
+    if len(parts) == 8 and function_name.startswith("arn:"):  # a qualified ARN names the version itself
+        function_name, qualifier = ":".join(parts[:7]), parts[7]
     fn = self.get_function(function_name, qualifier)
     payload = json.loads(body) if body else {}
     version = qualifier if qualifier and qualifier[0].isdigit() else "$LATEST"
@@ -523,6 +529,46 @@ def _send_task_failure_response(self: StepFunctionResponse) -> ActionResult:
     return EmptyResult()
 
 
+# --- 11. executions of a version or an alias ------------------------------------------------------------------------
+
+
+def _start_execution(
+    self: StepFunctionsParserBackend,
+    state_machine_arn: str,
+    name: str | None = None,
+    execution_input: str | None = None,
+    trace_header: str | None = None,
+) -> Any:
+    parts = state_machine_arn.split(":")
+    if len(parts) != 8:  # arn:aws:states:region:account:stateMachine:name[:version or alias]
+        return _original_start_execution(self, state_machine_arn, name, execution_input, trace_header)
+    base = self.describe_state_machine(":".join(parts[:7]))
+    qualifier = parts[7]
+    if qualifier.isdigit():
+        version_arn = state_machine_arn
+    else:
+        alias = self.describe_state_machine_alias(state_machine_arn)
+        # An alias routes to one version, or splits between two by weight: the heavier one runs (deterministic).
+        route = max(alias.routing_configuration, key=lambda r: int(r["weight"]))
+        version_arn = str(route["stateMachineVersionArn"])
+    version = base.versions.get(int(version_arn.rsplit(":", 1)[1]))
+    if version is None:
+        from moto.stepfunctions.exceptions import StateMachineDoesNotExist
+
+        raise StateMachineDoesNotExist(f"State Machine Does Not Exist: '{version_arn}'")
+    current = base.definition
+    base.definition = version.definition  # the execution's snapshot (moto deep-copies the machine) is the version's
+    try:
+        execution = _original_start_execution(self, base.arn, name, execution_input, trace_header)
+    finally:
+        base.definition = current
+    execution.sandbox_version_arn = version_arn
+    return execution
+
+
+_original_start_execution = StepFunctionsParserBackend.start_execution
+
+
 # --- 8. GetExecutionHistory pages and honours reverseOrder ---------------------------------------------------------
 
 
@@ -609,6 +655,7 @@ def apply() -> None:
         StepFunctionsParserBackend.send_task_success = _send_task_success
         StepFunctionsParserBackend.send_task_failure = _send_task_failure
         StepFunctionsParserBackend.send_task_heartbeat = _send_task_heartbeat
+        StepFunctionsParserBackend.start_execution = _start_execution
         _done = True
 
 

@@ -45,6 +45,7 @@ class People:
     seen: Counter[tuple[str, str | None]] = field(default_factory=Counter)
     answers: list[dict[str, Any]] = field(default_factory=list)
     deliveries: dict[str, list[dict[str, Any] | None]] = field(default_factory=dict)  # execution arn -> results
+    train_versions: list[str] = field(default_factory=list)  # state machine versions deployed during the run
 
     # --- reacting to the history ------------------------------------------------------------------------------
 
@@ -90,6 +91,10 @@ class People:
             )
         elif action.action == "second_start" and self.second_arn is None:
             self.second_arn = self.start_execution(self.schedule_input(action.schedule_time))
+        elif action.action == "deploy_train":  # the platform team deploys a new version of release-train itself
+            from trainctl.sandbox.stack import redeploy
+
+            self.train_versions.append(redeploy(self.stack))
         elif action.action == "hold" and action.hold is not None:
             from release_train.domain.release import Hold
 

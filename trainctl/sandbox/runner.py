@@ -69,6 +69,8 @@ class SimulationResult:
     fleet_releases: list[dict[str, Any]] = field(default_factory=list)  # every release of the fleet in the ledger
     deployments: list[dict[str, Any]] = field(default_factory=list)
     invocations: dict[str, int] = field(default_factory=dict)
+    invocations_by_version: dict[str, dict[str, int]] = field(default_factory=dict)  # function -> version -> count
+    executions: list[dict[str, Any]] = field(default_factory=list)  # every execution: arn, version, status
     live: dict[str, dict[str, str]] = field(default_factory=dict)  # stage -> service -> commit running, or "unknown"
     baseline_release: str | None = None  # the release "what changed" falls back to
     live_detail: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # how the train knows, versions
@@ -283,7 +285,7 @@ class _Run:
     def _start(self, execution_input: dict[str, Any]) -> str:
         name = f"train-{uuid.uuid4().hex[:12]}"
         response = self.sfn.start_execution(
-            stateMachineArn=self.stack.state_machine_arn, name=name, input=json.dumps(execution_input)
+            stateMachineArn=self.stack.state_machine_alias_arn, name=name, input=json.dumps(execution_input)
         )
         return str(response["executionArn"])
 
@@ -370,6 +372,8 @@ class _Run:
             ],
             deployments=self.world.codedeploy.report(),
             invocations=dict(_invocations()),
+            invocations_by_version={k: dict(v) for k, v in _by_version().items()},
+            executions=self._executions(),
             live={stage: {s: r.commit for s, r in records.items()} for stage, records in live.items()},
             baseline_release=ledger.baseline(self.fleet.fleet)[0],
             live_detail={
@@ -380,6 +384,19 @@ class _Run:
                 for stage, records in live.items()
             },
         )
+
+    def _executions(self) -> list[dict[str, Any]]:
+        from moto.stepfunctions.responses import get_backend
+
+        machine = get_backend(ACCOUNT, REGION).describe_state_machine(self.stack.state_machine_arn)
+        return [
+            {
+                "arn": e.execution_arn,
+                "version": getattr(e, "sandbox_version_arn", None),
+                "status": self.sfn.describe_execution(executionArn=e.execution_arn)["status"],
+            }
+            for e in machine.executions
+        ]
 
     def _builds(self) -> list[dict[str, Any]]:
         start = self.clock.start
@@ -408,6 +425,12 @@ class _Run:
 
         events = get_backend(ACCOUNT, REGION).get_execution_history(arn)["events"]
         return [{**e, "type": str(getattr(e["type"], "value", e["type"]))} for e in events]
+
+
+def _by_version() -> dict[str, dict[str, int]]:
+    from trainctl.sandbox.lambda_runtime import registry
+
+    return registry.by_version
 
 
 def _invocations() -> dict[str, int]:

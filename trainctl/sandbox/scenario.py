@@ -74,7 +74,7 @@ class HoldSpec(_Model):
 
 
 class OperatorAction(_Model):
-    action: Literal["cancel", "second_start", "hold"]
+    action: Literal["cancel", "second_start", "hold", "deploy_train"]
     at_state: str = Field(
         description="a state of the state machine (e.g. Build, Bake, RequestApproval): the operator acts once the "
         "world settled after the state was entered (a Task's work is then under way), plus `after`"

@@ -32,6 +32,11 @@ _UNSUPPORTED = {
     "AWS::Lambda::Permission",
     "AWS::SNS::Subscription",
     "AWS::Lambda::EventInvokeConfig",
+    # Versions and aliases (AutoPublishAlias): created through the APIs below, as CloudFormation would.
+    "AWS::Lambda::Version",
+    "AWS::Lambda::Alias",
+    "AWS::StepFunctions::StateMachineVersion",
+    "AWS::StepFunctions::StateMachineAlias",
 }
 _PLACEHOLDER_ASL = {"StartAt": "Placeholder", "States": {"Placeholder": {"Type": "Pass", "End": True}}}
 
@@ -45,6 +50,10 @@ class Stack:
     schedule_input: dict[str, Any]
     schedule_expression: str
     cleanup_rule: dict[str, Any]  # the EventBridge pattern that triggers the clean-up, and its target function
+    state_machine_alias_arn: str = ""  # what the schedule starts (AutoPublishAlias: live)
+    function_versions: dict[str, str] = field(default_factory=dict)  # function logical id -> published version ARN
+    substitutions: dict[str, Any] = field(default_factory=dict)
+    asl_path: Path | None = None
     outputs: dict[str, str] = field(default_factory=dict)
 
     def physical(self, logical_id: str) -> str:
@@ -91,8 +100,12 @@ def create_stack(root: Path, stack_name: str = "release-train", parameters: dict
 
     cfn = transform(template, parameters or {}, _NoManagedPolicies())
     raw_cfn = json.loads(json.dumps(cfn))
-    for logical_id in [k for k, v in cfn["Resources"].items() if v["Type"] in _UNSUPPORTED]:
+    skipped = {k: v for k, v in cfn["Resources"].items() if v["Type"] in _UNSUPPORTED}
+    for logical_id in skipped:
         del cfn["Resources"][logical_id]
+    # What still names a skipped version or alias (a policy, an output) names the function or machine instead.
+    owners = {k: o for k, v in skipped.items() if (o := _owner(v))}
+    cfn = _repoint(cfn, owners, {k for k, v in skipped.items() if v["Type"].startswith("AWS::Lambda::")})
     cfn.pop("Conditions", None) if not cfn.get("Conditions") else None
 
     cloudformation = boto3.client("cloudformation")
@@ -112,9 +125,17 @@ def create_stack(root: Path, stack_name: str = "release-train", parameters: dict
 
     lam = boto3.client("lambda")
     arns: dict[str, str] = {}
+    versions: dict[str, str] = {}  # the generated AWS::Lambda::Version logical id -> its ARN
+    version_arns: dict[str, str] = {}  # function logical id -> the ARN of its published version
     for logical_id, (code_dir, handler) in code_dirs.items():
         name = resources[logical_id][1]
+        version = lam.publish_version(FunctionName=name)["Version"]
+        lam.create_alias(FunctionName=name, Name="live", FunctionVersion=version)
         config = lam.get_function_configuration(FunctionName=name)
+        version_arns[logical_id] = f"{config['FunctionArn']}:{version}"
+        for generated, body in raw_cfn["Resources"].items():
+            if body["Type"] == "AWS::Lambda::Version" and body["Properties"]["FunctionName"] == {"Ref": logical_id}:
+                versions[generated] = version_arns[logical_id]
         registry.register(
             FunctionSpec(
                 name=name,
@@ -131,13 +152,20 @@ def create_stack(root: Path, stack_name: str = "release-train", parameters: dict
 
     # moto's CloudFormation puts state machines where its interpreter does not look: create it through the API,
     # with the name and role CloudFormation gave it.
-    definition = _substitute(asl_path.read_text(), substitutions, resources, arns)
+    definition = _substitute(
+        asl_path.read_text(), substitutions, {**resources, **_as_resources(versions)}, arns, version_arns
+    )
     role_logical = f"{sm_logical}Role"
     role_arn = boto3.client("iam").get_role(RoleName=resources[role_logical][1])["Role"]["Arn"]
     sm_name = resources[sm_logical][1].rsplit(":", 1)[-1]
-    sm_arn = boto3.client("stepfunctions").create_state_machine(
-        name=sm_name, definition=definition, roleArn=role_arn, type="STANDARD"
-    )["stateMachineArn"]
+    sfn = boto3.client("stepfunctions")
+    created = sfn.create_state_machine(
+        name=sm_name, definition=definition, roleArn=role_arn, type="STANDARD", publish=True
+    )
+    sm_arn = created["stateMachineArn"]
+    alias_arn = sfn.create_state_machine_alias(
+        name="live", routingConfiguration=[{"stateMachineVersionArn": created["stateMachineVersionArn"], "weight": 100}]
+    )["stateMachineAliasArn"]
 
     schedule = next(r for r in raw_cfn["Resources"].values() if r["Type"] == "AWS::Scheduler::Schedule")
     rule = next(
@@ -146,7 +174,13 @@ def create_stack(root: Path, stack_name: str = "release-train", parameters: dict
         if r["Type"] == "AWS::Events::Rule" and "aws.states" in json.dumps(r["Properties"].get("EventPattern", {}))
     )
     target_ref = rule[1]["Properties"]["Targets"][0]["Arn"]
-    target_logical = target_ref["Fn::GetAtt"][0] if isinstance(target_ref, dict) else str(target_ref)
+    # SAM targets the function's GetAtt Arn, or its `live` alias (Ref) when AutoPublishAlias is set.
+    if isinstance(target_ref, dict) and "Fn::GetAtt" in target_ref:
+        target_logical = str(target_ref["Fn::GetAtt"][0])
+    elif isinstance(target_ref, dict) and "Ref" in target_ref:
+        target_logical = _owner(raw_cfn["Resources"][target_ref["Ref"]]) or str(target_ref["Ref"])
+    else:
+        target_logical = str(target_ref)
     return Stack(
         name=stack_name,
         root=root,
@@ -155,7 +189,44 @@ def create_stack(root: Path, stack_name: str = "release-train", parameters: dict
         schedule_input=json.loads(schedule["Properties"]["Target"]["Input"]),
         schedule_expression=_resolve_param(schedule["Properties"]["ScheduleExpression"], template, parameters),
         cleanup_rule={"pattern": rule[1]["Properties"]["EventPattern"], "function": resources[target_logical][1]},
+        state_machine_alias_arn=alias_arn,
+        function_versions=version_arns,
+        substitutions=substitutions,
+        asl_path=asl_path,
     )
+
+
+def _owner(resource: dict[str, Any]) -> str | None:
+    """The function or state machine a version or alias belongs to (its logical id)."""
+    props = resource.get("Properties", {})
+    for key in ("FunctionName", "StateMachineArn"):
+        ref = props.get(key)
+        if isinstance(ref, dict) and "Ref" in ref:
+            return str(ref["Ref"])
+    preference = props.get("DeploymentPreference") or {}
+    version = preference.get("StateMachineVersionArn")
+    if isinstance(version, dict) and "Ref" in version:
+        return str(version["Ref"])  # an alias -> its version (itself repointed to the machine below)
+    return None
+
+
+def _repoint(value: Any, owners: dict[str, str], lambdas: set[str]) -> Any:
+    """A Ref to a skipped version or alias becomes its owner's ARN (a Lambda function's Ref is its name, so its
+    GetAtt Arn; a state machine's Ref is already its ARN)."""
+    if isinstance(value, dict):
+        if set(value) == {"Ref"} and value["Ref"] in owners:
+            skipped, target = value["Ref"], owners[value["Ref"]]
+            while target in owners:
+                target = owners[target]
+            return {"Fn::GetAtt": [target, "Arn"]} if skipped in lambdas else {"Ref": target}
+        return {k: _repoint(v, owners, lambdas) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_repoint(v, owners, lambdas) for v in value]
+    return value
+
+
+def _as_resources(versions: dict[str, str]) -> dict[str, tuple[str, str]]:
+    return {logical: ("AWS::Lambda::Version", arn) for logical, arn in versions.items()}
 
 
 def _resolve_param(value: Any, template: dict[str, Any], parameters: dict[str, str] | None) -> str:
@@ -166,14 +237,21 @@ def _resolve_param(value: Any, template: dict[str, Any], parameters: dict[str, s
 
 
 def _substitute(
-    text: str, substitutions: dict[str, Any], resources: dict[str, tuple[str, str]], arns: dict[str, str]
+    text: str,
+    substitutions: dict[str, Any],
+    resources: dict[str, tuple[str, str]],
+    arns: dict[str, str],
+    versions: dict[str, str] | None = None,
 ) -> str:
-    """`${Name}` -> value, as CloudFormation does for DefinitionSubstitutions (Ref and GetAtt .Arn only here)."""
+    """`${Name}` -> value, as CloudFormation does for DefinitionSubstitutions (Ref, `Ref Fn.Version` -- SAM's name for
+    the version AutoPublishAlias published -- and GetAtt .Arn only here)."""
     values: dict[str, str] = {}
     for key, value in substitutions.items():
         if isinstance(value, dict) and "Fn::GetAtt" in value:
             logical, attribute = value["Fn::GetAtt"]
             values[key] = arns[logical] if attribute == "Arn" and logical in arns else resources[logical][1]
+        elif isinstance(value, dict) and str(value.get("Ref", "")).endswith(".Version"):
+            values[key] = (versions or {})[str(value["Ref"]).removesuffix(".Version")]
         elif isinstance(value, dict) and "Ref" in value:
             values[key] = resources[value["Ref"]][1]
         else:
@@ -186,3 +264,29 @@ def _substitute(
         return values[name]
 
     return re.sub(r"\$\{([A-Za-z0-9_]+)\}", replace, text)
+
+
+def redeploy(stack: Stack) -> str:
+    """`sam deploy` of the same stack again: every function publishes a new version (its `live` alias moves), the state
+    machine's definition names the new versions, a new state machine version is published and `live` moves to it.
+    Executions already running keep the version they started on. Returns the new state machine version ARN."""
+    assert stack.asl_path is not None
+    lam = boto3.client("lambda")
+    version_arns: dict[str, str] = {}
+    for logical, arn in stack.function_versions.items():
+        name = stack.physical(logical)
+        # New code (a new description stands for it): Lambda publishes no version for an unchanged function.
+        generation = int(arn.rsplit(":", 1)[1]) + 1
+        lam.update_function_configuration(FunctionName=name, Description=f"release-train build {generation}")
+        version = lam.publish_version(FunctionName=name)["Version"]
+        lam.update_alias(FunctionName=name, Name="live", FunctionVersion=version)
+        version_arns[logical] = f"{arn.rsplit(':', 1)[0]}:{version}"
+    stack.function_versions = version_arns
+    definition = _substitute(stack.asl_path.read_text(), stack.substitutions, stack.resources, {}, version_arns)
+    sfn = boto3.client("stepfunctions")
+    new = sfn.update_state_machine(stateMachineArn=stack.state_machine_arn, definition=definition, publish=True)
+    sfn.update_state_machine_alias(
+        stateMachineAliasArn=stack.state_machine_alias_arn,
+        routingConfiguration=[{"stateMachineVersionArn": new["stateMachineVersionArn"], "weight": 100}],
+    )
+    return str(new["stateMachineVersionArn"])

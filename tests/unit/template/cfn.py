@@ -119,9 +119,20 @@ class Resolver:
             return self._pseudo[target]
         if target in self._params:
             return self._params[target]
-        kind = self._cfn["Resources"][target]["Type"]
+        resource = self._cfn["Resources"][target]
+        kind, props = resource["Type"], resource.get("Properties", {})
         if kind in {"AWS::SNS::Topic", "AWS::StepFunctions::StateMachine"}:
             return self.arn(target)  # Ref of these is the ARN
+        # AutoPublishAlias: a version's Ref is its qualified ARN (version 1 stands in), an alias's too (its name).
+        if kind == "AWS::Lambda::Version":
+            return f"{self.arn(props['FunctionName']['Ref'])}:1"
+        if kind == "AWS::Lambda::Alias":
+            return f"{self.arn(props['FunctionName']['Ref'])}:{props['Name']}"
+        if kind == "AWS::StepFunctions::StateMachineVersion":
+            return f"{self.arn(props['StateMachineArn']['Ref'])}:1"
+        if kind == "AWS::StepFunctions::StateMachineAlias":
+            version = self.ref(props["DeploymentPreference"]["StateMachineVersionArn"]["Ref"])
+            return f"{version.rsplit(':', 1)[0]}:{props['Name']}"
         return self.name(target)
 
     def get_att(self, target: str, attribute: str) -> str:
