@@ -27,7 +27,11 @@ def fleet(n: int) -> dict[str, object]:
     waves = 5
     return {
         "fleet": f"bench-{n}",
-        "defaults": {"project": "train-{service}-{stage}", "build_concurrency": 20},
+        "defaults": {
+            "project": "train-{service}-{stage}",
+            "build_concurrency": 20,
+            "approvers": ["arn:aws:iam::123456789012:role/ReleaseManager"],
+        },
         "stages": [
             {"name": "staging", "bake": "P2D", "test_project": "train-e2e-staging", "alarms": {"prefix": "staging-"}},
             {

@@ -15,6 +15,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from release_train.domain.errors import InvalidInput
@@ -30,7 +31,9 @@ def _bad_input_exits_2() -> Iterator[None]:
     try:
         yield
     except InvalidInput as exc:
-        console.print(f"[red]error:[/] {exc}")
+        # escape: field paths and patterns contain [brackets] rich would read as markup; soft_wrap: no inserted
+        # line breaks inside a message a script may grep.
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(2)
 
 
@@ -185,12 +188,41 @@ def _summary(result: Any, scenario: str) -> None:
 # --- operating the deployed train ---------------------------------------------------------------------------------
 
 
-def _ledger(table: str) -> Any:
+@contextlib.contextmanager
+def _aws_errors_exit_3() -> Iterator[None]:
+    """AWS, credentials or not-found problems: one line saying what, exit 3 (never a traceback)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from trainctl.target import TargetError
+
+    try:
+        yield
+    except TargetError as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        sys.exit(3)
+    except (BotoCoreError, ClientError) as exc:
+        console.print(f"[red]AWS error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}", soft_wrap=True)
+        sys.exit(3)
+
+
+def _session(profile: str | None, region: str | None) -> Any:
+    import boto3
+
+    return boto3.Session(profile_name=profile, region_name=region)
+
+
+def _ledger(table: str, session: Any = None) -> Any:
     import boto3
 
     from release_train.adapters.ledger import Ledger
 
-    return Ledger(boto3.resource("dynamodb").Table(table))
+    return Ledger((session or boto3).resource("dynamodb").Table(table))
+
+
+def _stack(session: Any, name: str) -> Any:
+    from trainctl.target import describe_stack
+
+    return describe_stack(session.client("cloudformation"), name)
 
 
 table_option = click.option(
@@ -198,55 +230,139 @@ table_option = click.option(
 )
 
 
-@main.command()
-@table_option
-@click.argument("release_id")
-@click.option("--stage", required=True)
-@click.option("--by", required=True, help="who approves (recorded in the ledger)")
-@click.option("--reason", default="approved")
-def approve(table: str, release_id: str, stage: str, by: str, reason: str) -> None:
-    """Approve a stage waiting for approval."""
-    _decide(table, release_id, stage, True, by, reason)
+def _aws_options(command: Any) -> Any:
+    """--stack (default: samconfig.toml's stack_name), --profile, --region: the boto3 default chain otherwise."""
+    from trainctl.target import default_stack_name
+
+    command = click.option("--region", default=None, help="AWS region (default: your profile's)")(command)
+    command = click.option("--profile", default=None, help="AWS named profile (default: the credential chain)")(command)
+    return click.option(
+        "--stack",
+        "stack_name",
+        default=default_stack_name(ROOT),
+        show_default=True,
+        help="the release-train CloudFormation stack",
+    )(command)
+
+
+def _answer(
+    release_id: str,
+    stage: str,
+    approve: bool,
+    by: str,
+    reason: str,
+    url: str | None,
+    stack_name: str,
+    profile: str | None,
+    region: str | None,
+) -> None:
+    from trainctl.target import Approvals
+
+    with _aws_errors_exit_3():
+        session = _session(profile, region)
+        target = url or _stack(session, stack_name).output("ApprovalsUrl")
+        credentials = session.get_credentials()
+        if credentials is None:
+            console.print("[red]error:[/] no AWS credentials: configure a profile or pass --profile")
+            sys.exit(3)
+        region_name = Approvals.region_of(target, session.region_name or "us-east-1")
+        answered = Approvals(target, credentials, region_name).answer(release_id, stage, approve, reason, by)
+    body = answered.body
+    if answered.status == 200:
+        out.print(
+            f"{escape(release_id)} {escape(stage)}: {escape(str(body.get('status')))} by "
+            f"{escape(str(body.get('decided_by')))} ({escape(str(body.get('identity')))})"
+        )
+        return
+    problems = body.get("problems") or []
+    console.print(f"[red]refused ({answered.status}):[/] {escape(str(body.get('error', body)))}")
+    for problem in problems if isinstance(problems, list) else []:
+        console.print(f"  - {escape(str(problem))}")
+    # 403: not an approver (the action failed); 404: no such approval; 400/409: invalid or too late.
+    sys.exit({403: 1, 404: 3}.get(answered.status, 2 if answered.status in {400, 409} else 3))
+
+
+_url_option = click.option(
+    "--url", envvar="RELEASE_TRAIN_APPROVALS_URL", default=None, help="the ApprovalsUrl output (default: from --stack)"
+)
 
 
 @main.command()
-@table_option
 @click.argument("release_id")
 @click.option("--stage", required=True)
-@click.option("--by", required=True)
+@click.option("--reason", default="approved", show_default=True)
+@click.option("--by", default="", help="a display name, recorded beside the IAM identity AWS authenticated")
+@_url_option
+@_aws_options
+def approve(
+    release_id: str,
+    stage: str,
+    reason: str,
+    by: str,
+    url: str | None,
+    stack_name: str,
+    profile: str | None,
+    region: str | None,
+) -> None:
+    """Approve a stage waiting for approval (you must be one of its approvers)."""
+    _answer(release_id, stage, True, by, reason, url, stack_name, profile, region)
+
+
+@main.command()
+@click.argument("release_id")
+@click.option("--stage", required=True)
 @click.option("--reason", required=True, help="why (sent to everyone on the release)")
-def reject(table: str, release_id: str, stage: str, by: str, reason: str) -> None:
-    """Reject a stage waiting for approval: the release ends BLOCKED."""
-    _decide(table, release_id, stage, False, by, reason)
-
-
-def _decide(table: str, release_id: str, stage: str, approve: bool, by: str, reason: str) -> None:
-    from trainctl import ops
-
-    with _bad_input_exits_2():
-        record = ops.decide_approval(_ledger(table), release_id, stage, approve, by, reason)
-    out.print(f"{release_id} {stage}: {record.status} by {record.decided_by}")
+@click.option("--by", default="", help="a display name, recorded beside the IAM identity AWS authenticated")
+@_url_option
+@_aws_options
+def reject(
+    release_id: str,
+    stage: str,
+    reason: str,
+    by: str,
+    url: str | None,
+    stack_name: str,
+    profile: str | None,
+    region: str | None,
+) -> None:
+    """Reject a stage waiting for approval: the release ends BLOCKED, nothing deployed to that stage."""
+    _answer(release_id, stage, False, by, reason, url, stack_name, profile, region)
 
 
 @main.command()
 @table_option
 @click.option("--fleet", "fleet_name", required=True)
 @click.option("--scope", default="*", show_default=True, help="a service name, or * for the whole fleet")
-@click.option("--reason", required=True)
-@click.option("--by", required=True)
+@click.option("--reason", required=True, help="why (kept in the audit record, also when lifting)")
+@click.option("--by", required=True, help="a display name, recorded beside your IAM identity")
 @click.option("--remove", is_flag=True, help="lift the hold instead")
-def hold(table: str, fleet_name: str, scope: str, reason: str, by: str, remove: bool) -> None:
-    """Put (or lift) an operator hold: the gate blocks while it stands."""
+@click.option("--profile", default=None)
+@click.option("--region", default=None)
+def hold(
+    table: str,
+    fleet_name: str,
+    scope: str,
+    reason: str,
+    by: str,
+    remove: bool,
+    profile: str | None,
+    region: str | None,
+) -> None:
+    """Put (or lift) an operator hold: no wave starts and no stage is entered while it stands."""
     from release_train.adapters.clock import Clock
     from release_train.domain.release import Hold
 
-    ledger = _ledger(table)
-    if remove:
-        ledger.remove_hold(fleet_name, scope)
-        out.print(f"hold on {scope} lifted")
-    else:
-        ledger.put_hold(fleet_name, Hold(scope, reason, by), Clock().now())
-        out.print(f"hold on {scope} set: {reason}")
+    with _aws_errors_exit_3():
+        session = _session(profile, region)
+        identity = str(session.client("sts").get_caller_identity()["Arn"])
+        ledger = _ledger(table, session)
+        hold = Hold(scope, reason, by, identity)
+        if remove:
+            ledger.remove_hold(fleet_name, hold, Clock().now())
+            out.print(f"hold on {escape(scope)} lifted by {escape(by)} ({escape(identity)})")
+        else:
+            ledger.put_hold(fleet_name, hold, Clock().now())
+            out.print(f"hold on {escape(scope)} set by {escape(by)} ({escape(identity)}): {escape(reason)}")
 
 
 @main.command()
@@ -256,8 +372,11 @@ def cancel(execution_arn: str, reason: str) -> None:
     """Stop a running train (same as Stop in the console); the clean-up rule closes the release."""
     import boto3
 
-    boto3.client("stepfunctions").stop_execution(executionArn=execution_arn, error="OperatorCancelled", cause=reason)
-    out.print(f"stop requested: {execution_arn}")
+    with _aws_errors_exit_3():
+        boto3.client("stepfunctions").stop_execution(
+            executionArn=execution_arn, error="OperatorCancelled", cause=reason
+        )
+    out.print(f"stop requested: {escape(execution_arn)}")
 
 
 @main.command()
@@ -266,12 +385,15 @@ def cancel(execution_arn: str, reason: str) -> None:
 @click.option("--limit", default=10, show_default=True)
 def status(table: str, fleet_name: str, limit: int) -> None:
     """Recent releases of a fleet, newest first, and who holds the lock."""
-    ledger = _ledger(table)
-    lock = ledger.lock(fleet_name)
-    out.print(f"lock: {lock.release_id + ' since ' + lock.acquired_at if lock else 'free'}")
-    listing = Table("release", "status", "created", "reason")
-    for record in ledger.list_releases(fleet_name, limit):
-        listing.add_row(record.release_id, record.status.value, record.created_at, record.reason[:80])
+    with _aws_errors_exit_3():
+        ledger = _ledger(table)
+        lock = ledger.lock(fleet_name)
+        out.print(f"lock: {escape(lock.release_id + ' since ' + lock.acquired_at) if lock else 'free'}")
+        listing = Table("release", "status", "created", "reason")
+        for record in ledger.list_releases(fleet_name, limit):
+            listing.add_row(
+                escape(record.release_id), record.status.value, escape(record.created_at), escape(record.reason[:80])
+            )
     out.print(listing)
 
 
@@ -282,29 +404,51 @@ def fleet() -> None:
 
 @fleet.command("validate")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=ROOT / "fleet.yaml")
-def fleet_validate(path: Path) -> None:
-    """Check a fleet file; the same rules PlanRelease applies."""
+@click.option("--stack", "stack_name", default=None, help="also check the deployed stack's guardrails (needs AWS)")
+@click.option("--profile", default=None)
+@click.option("--region", default=None)
+def fleet_validate(path: Path, stack_name: str | None, profile: str | None, region: str | None) -> None:
+    """Check a fleet file with the rules PlanRelease applies; with --stack, against that stack's guardrails too."""
     from release_train.domain.fleet import parse_fleet
+    from release_train.domain.guardrails import Guardrails
 
     with _bad_input_exits_2():
         parsed = parse_fleet(path.read_text(), str(path))
+        if stack_name:
+            with _aws_errors_exit_3():
+                stack = _stack(_session(profile, region), stack_name)
+            Guardrails.from_parameters(stack.parameters, stack.account).check(parsed, str(path))
     out.print(
-        f"{path}: fleet {parsed.fleet}, {len(parsed.services)} services, waves {parsed.waves()}, "
-        f"stages {[s.name for s in parsed.stages]}"
+        f"{escape(str(path))}: fleet {parsed.fleet}, {len(parsed.services)} services, waves {parsed.waves()}, "
+        f"stages {escape(str([s.name for s in parsed.stages]))}"
     )
+    if stack_name:
+        out.print(f"guardrails of stack {escape(stack_name)}: met")
+    else:
+        console.print(
+            "[yellow]guardrails not checked:[/] offline, the stack's parameters are unknown; pass --stack NAME "
+            "(PlanRelease and `fleet push` always check them)"
+        )
 
 
 @fleet.command("push")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=ROOT / "fleet.yaml")
-@click.option("--bucket", envvar="RELEASE_TRAIN_CONFIG_BUCKET", required=True, help="stack output ConfigBucketName")
-def fleet_push(path: Path, bucket: str) -> None:
-    """Validate, then upload the fleet the next train will read."""
-    from release_train.adapters.aws import client
+@_aws_options
+def fleet_push(path: Path, stack_name: str, profile: str | None, region: str | None) -> None:
+    """Validate against the stack's guardrails, then upload the fleet the next train will read."""
     from release_train.adapters.fleet_store import FleetStore
+    from release_train.domain.fleet import parse_fleet
+    from release_train.domain.guardrails import Guardrails
 
-    with _bad_input_exits_2():
-        version = FleetStore(client("s3"), bucket).push(path.read_text())
-    out.print(f"pushed {path} to s3://{bucket}/fleet.yaml (version {version})")
+    text = path.read_text()
+    with _bad_input_exits_2(), _aws_errors_exit_3():
+        session = _session(profile, region)
+        stack = _stack(session, stack_name)
+        parsed = parse_fleet(text, str(path))
+        Guardrails.from_parameters(stack.parameters, stack.account).check(parsed, str(path))
+        bucket = stack.output("ConfigBucketName")
+        version = FleetStore(session.client("s3"), bucket).push(text)
+    out.print(f"pushed {escape(str(path))} to s3://{escape(bucket)}/fleet.yaml (version {version})")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from release_train.events import CleanupExecutionEvent, parse_event
 from release_train.wiring import cleanup_service
 
 logger = Logger()
@@ -14,7 +15,7 @@ service = cleanup_service()
 
 
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    detail = event["detail"]
-    logger.append_keys(execution_arn=detail.get("executionArn"), status=detail.get("status"))
-    return service.cleanup(detail)
+def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    detail = parse_event(CleanupExecutionEvent, event).detail
+    logger.append_keys(execution_arn=detail.execution_arn, status=detail.status)
+    return service.cleanup(detail.model_dump(by_alias=True))

@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from release_train.events import EvaluateGateEvent, parse_event
 from release_train.wiring import gate_service
 
 logger = Logger()
@@ -14,6 +15,7 @@ service = gate_service()
 
 
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    logger.append_keys(release_id=event["release_id"], stage=event["stage"]["name"])
-    return service.evaluate(event)
+def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    request = parse_event(EvaluateGateEvent, event)
+    logger.append_keys(release_id=request.release_id, stage=request.stage.name)
+    return service.evaluate(request.model_dump(by_alias=True))

@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from release_train.events import PlanReleaseEvent, parse_event
 from release_train.wiring import plan_service
 
 logger = Logger()
@@ -14,6 +15,7 @@ service = plan_service()
 
 
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    logger.append_keys(execution_arn=event.get("execution_arn"))
-    return service.plan(event.get("input"), event["execution_arn"], event["execution_name"])
+def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    request = parse_event(PlanReleaseEvent, event)  # the envelope; PlanService validates the input itself
+    logger.append_keys(execution_arn=request.execution_arn)
+    return service.plan(request.input, request.execution_arn, request.execution_name)

@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from release_train.events import RequestApprovalEvent, parse_event
 from release_train.wiring import approval_service
 
 logger = Logger()
@@ -14,6 +15,7 @@ service = approval_service()
 
 
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    logger.append_keys(release_id=event["release_id"], stage=event["stage"])
-    return service.request(event["release_id"], event["stage"], event["task_token"])
+def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    request = parse_event(RequestApprovalEvent, event)
+    logger.append_keys(release_id=request.release_id, stage=request.stage)
+    return service.request(request.release_id, request.stage, request.task_token)

@@ -148,7 +148,7 @@ def test_given_no_branch_moved_when_the_schedule_fires_then_nothing_is_released_
     nothing_changed: SimulationResult,
 ) -> None:
     assert nothing_changed.status == "NOTHING_TO_RELEASE"
-    assert nothing_changed.reason == "no service changed since 2026-W47"
+    assert nothing_changed.reason == "no service's head differs from what prod runs (last release 2026-W47)"
     assert nothing_changed.execution_status == "SUCCEEDED"
     assert nothing_changed.builds == []
     assert nothing_changed.gates == []
@@ -220,12 +220,12 @@ def test_given_an_alarm_during_the_bake_when_it_recovers_before_the_gate_then_th
     assert _service_builds(alarm_during_bake, "prod") == []
 
 
-def test_given_an_operator_hold_when_the_gate_evaluates_then_it_blocks_with_the_holds_reason_and_author(
+def test_given_an_operator_hold_when_the_first_wave_would_start_then_it_blocks_with_the_holds_reason_and_author(
     operator_hold: SimulationResult,
 ) -> None:
     assert operator_hold.status == "BLOCKED"
     assert "hold on the fleet by oncall@example.com: incident INC-4711 in progress" in operator_hold.reason
-    assert _service_builds(operator_hold, "prod") == []
+    assert operator_hold.builds == []  # no wave starts under a hold, in any stage
 
 
 # --- approval -----------------------------------------------------------------------------------------------------
@@ -292,7 +292,13 @@ def test_given_an_answer_after_the_approval_timed_out_then_it_is_refused_and_kep
     assert "already decided: TIMED_OUT" in answer["refused"]
     refused = [e["detail"] for e in result.events if e["kind"] == "approval_refused"]
     assert refused == [
-        {"stage": "prod", "answer": "APPROVED", "by": "late@example.com", "why": "already decided: TIMED_OUT"}
+        {
+            "stage": "prod",
+            "answer": "APPROVED",
+            "by": "late@example.com",
+            "identity": "arn:aws:sts::123456789012:assumed-role/ReleaseManager/late@example.com",
+            "why": "already decided: TIMED_OUT",
+        }
     ]
     assert _gate(result, "prod") is None
 
@@ -436,6 +442,8 @@ def test_given_the_train_redeployed_while_a_release_waits_then_that_release_fini
     versions = [e["version"].rsplit(":", 1)[1] for e in result.executions]
     assert versions == ["1", "2"]  # week 48 on version 1; week 49 started on the alias, now version 2
     train = {k: v for k, v in result.invocations_by_version.items() if k.endswith("Function") and "Traffic" not in k}
+    # The approver calls the URL on the `live` alias, which the upgrade moved: the front door is the new version.
+    assert train.pop("AnswerApprovalFunction") == {"2": 1}
     assert train.pop("PlanReleaseFunction") == {"1": 1, "2": 1}
     assert train and all(set(calls) == {"1"} for calls in train.values()), train  # nothing of week 48 ran version 2
 
@@ -533,7 +541,8 @@ def test_given_a_train_waiting_for_approval_when_next_weeks_schedule_fires_then_
     result = approval_superseded
     assert result.release_id == "2026-W48"
     assert result.status == "BLOCKED"
-    assert result.reason == "ApprovalRejected: superseded by release 2026-W49"
+    assert result.reason == "superseded by release 2026-W49 while waiting for an approval"
+    assert result.execution_status == "ABORTED"  # stopped, not answered: only AnswerApproval answers approvals
     [approval] = result.approvals
     assert (approval["status"], approval["decided_by"]) == ("SUPERSEDED", "release-train")
     # the newer train planned and ran (it was not refused); one record per release, and the lock ends free
@@ -622,3 +631,49 @@ def test_given_a_release_that_did_not_ship_when_closed_then_the_ledger_names_the
 ) -> None:
     result: SimulationResult = request.getfixturevalue(name.replace("-", "_"))
     assert result.failed_state == state
+
+
+# --- approvers and sources (guardrails and trust) -------------------------------------------------------------------
+
+RITA = "arn:aws:sts::123456789012:assumed-role/ReleaseManager/rita"
+EVE = "arn:aws:sts::123456789012:assumed-role/Developer/eve"
+
+
+def test_given_an_answer_from_someone_not_on_the_approvers_list_then_it_is_refused_recorded_and_does_not_count(
+    approval_not_an_approver: SimulationResult,
+) -> None:
+    result = approval_not_an_approver
+    assert result.status == "SUCCEEDED"
+    refused, accepted = result.approval_answers
+    assert (refused["identity"], refused["http_status"], refused["accepted"]) == (EVE, 403, False)
+    assert "is not an approver of stage prod" in refused["refused"]
+    assert (accepted["identity"], accepted["http_status"], accepted["accepted"]) == (RITA, 200, True)
+    [approval] = result.approvals
+    assert (approval["status"], approval["decided_by"], approval["identity"]) == ("APPROVED", "rita", RITA)
+    [attempt] = [e["detail"] for e in result.events if e["kind"] == "approval_refused"]
+    assert (attempt["identity"], attempt["by"]) == (EVE, "eve")
+    # nothing reached prod before the real approver answered
+    first_prod = min(b["started_at"] for b in _service_builds(result, "prod"))
+    assert first_prod >= accepted["at"].replace("+00:00", "Z")
+
+
+def test_given_github_down_through_the_lambdas_retries_then_the_state_machine_retries_and_the_release_resumes(
+    source_unavailable_then_recovers: SimulationResult,
+) -> None:
+    result = source_unavailable_then_recovers
+    assert result.status == "SUCCEEDED"
+    assert result.invocations_by_version["PlanReleaseFunction"] == {"1": 2}  # the first attempt, then the Retry
+    assert [r["release_id"] for r in result.fleet_releases] == ["2026-W48"]  # resumed, not a second release
+    assert _built(result, "prod")["orders"] == _head("source-unavailable-then-recovers", {"orders"})["orders"]
+
+
+def test_given_a_branch_github_does_not_have_then_the_release_fails_naming_service_and_source_and_builds_nothing(
+    source_not_found: SimulationResult,
+) -> None:
+    result = source_not_found
+    assert result.status == "FAILED"
+    assert "service orders" in result.reason and "github:acme/orders@release" in result.reason
+    assert "HTTP 404" in result.reason
+    assert result.builds == []
+    assert result.lock_held_after is False
+    assert [r["release_id"] for r in result.fleet_releases] == ["2026-W48"]

@@ -13,10 +13,11 @@ import pytest
 from click.testing import CliRunner
 from moto import mock_aws
 
-from release_train.adapters.ledger import ApprovalRecord, Ledger, ReleaseRecord
+from release_train.adapters.ledger import Ledger, ReleaseRecord
 from release_train.domain.release import Status
 from tests.conftest import ROOT
 from tests.unit.adapters.ledger_table import TABLE_NAME, all_items, create_ledger_table
+from tests.unit.adapters.loopback import Loopback, loopback_server
 from trainctl.cli import main
 
 FLEET_FILE = ROOT / "fleet.yaml"
@@ -40,14 +41,23 @@ def _release(ledger: Ledger, release_id: str = "2026-W48", created: str = "2026-
     assert ledger.create_release(record, pinned_fleet={})
 
 
-def test_given_a_hold_when_set_then_the_ledger_has_it_and_lifting_it_removes_it(ledger: Ledger) -> None:
-    code, output = _run("hold", "--table", TABLE_NAME, "--fleet", "acme-shop", "--reason", "INC-7", "--by", "oncall")
-    assert code == 0 and "hold on * set: INC-7" in output
-    assert [(h.scope, h.reason, h.by) for h in ledger.holds("acme-shop")] == [("*", "INC-7", "oncall")]
+MOTO_CALLER = "arn:aws:sts::123456789012:user/moto"  # what moto's STS GetCallerIdentity answers
 
-    code, _ = _run("hold", "--table", TABLE_NAME, "--fleet", "acme-shop", "--reason", "-", "--by", "x", "--remove")
+
+def test_given_a_hold_when_set_and_lifted_then_both_are_audited_with_the_callers_iam_identity(ledger: Ledger) -> None:
+    code, output = _run("hold", "--table", TABLE_NAME, "--fleet", "acme-shop", "--reason", "INC-7", "--by", "oncall")
+    assert code == 0 and "set by oncall" in output and "INC-7" in output
+    assert [(h.scope, h.reason, h.by, h.identity) for h in ledger.holds("acme-shop")] == [
+        ("*", "INC-7", "oncall", MOTO_CALLER)
+    ]
+
+    code, _ = _run("hold", "--table", TABLE_NAME, "--fleet", "acme-shop", "--reason", "fixed", "--by", "x", "--remove")
     assert code == 0
     assert ledger.holds("acme-shop") == []
+    assert [(a["action"], a["by"], a["identity"], a["reason"]) for a in ledger.audit("acme-shop")] == [
+        ("hold_put", "oncall", MOTO_CALLER, "INC-7"),
+        ("hold_removed", "x", MOTO_CALLER, "fixed"),
+    ]
 
 
 def test_given_releases_when_status_is_asked_then_the_lock_and_the_newest_releases_are_shown(ledger: Ledger) -> None:
@@ -64,25 +74,147 @@ def test_given_releases_when_status_is_asked_then_the_lock_and_the_newest_releas
     assert "SUCCEEDED" in output and "RUNNING" in output
 
 
-def test_given_no_approval_request_when_approving_then_it_fails_with_exit_2_naming_the_stage(ledger: Ledger) -> None:
-    _release(ledger)
-    code, output = _run("approve", "--table", TABLE_NAME, "2026-W48", "--stage", "prod", "--by", "rm")
-    assert code == 2
-    assert "no approval request for stage prod" in output
+# --- approve / reject: SigV4-signed calls to the AnswerApproval function URL ---------------------------------------
 
 
-def test_given_a_token_step_functions_does_not_know_when_approving_then_exit_2_and_the_approval_is_expired(
+@pytest.fixture
+def approvals_url() -> Iterator[Loopback]:
+    with loopback_server() as server:
+        yield server
+
+
+def _approve(url: str, *extra: str) -> tuple[int, str]:
+    return _run("approve", "2026-W48", "--stage", "prod", "--reason", "ship it", "--by", "Rita", "--url", url, *extra)
+
+
+def test_given_an_approval_when_sent_then_it_is_a_sigv4_signed_post_for_lambda_with_the_answer(
+    approvals_url: Loopback, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    approvals_url.route("POST", "/", 200, {"status": "APPROVED", "decided_by": "Rita", "identity": "arn:x"})
+
+    code, output = _approve(approvals_url.base_url + "/")
+
+    assert code == 0 and "APPROVED by Rita (arn:x)" in output
+    [sent] = approvals_url.requests
+    assert json.loads(sent.body) == {
+        "release_id": "2026-W48",
+        "stage": "prod",
+        "decision": "approve",
+        "reason": "ship it",
+        "by": "Rita",
+    }
+    # SigV4 for service "lambda" in the caller's region ("Invoking Lambda function URLs": AWS_IAM needs SigV4).
+    assert sent.headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+    assert "/eu-west-1/lambda/aws4_request" in sent.headers["Authorization"]
+    assert "X-Amz-Date" in sent.headers
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "exit_code", "says"),
+    [
+        (403, {"error": "arn:aws:sts::1:assumed-role/Dev/eve is not an approver of stage prod"}, 1, "not an approver"),
+        (404, {"error": "release 2026-W48 has no approval request for stage prod"}, 3, "no approval request"),
+        (409, {"error": "approval is invalid", "problems": ["already decided: TIMED_OUT"]}, 2, "already decided"),
+        (400, {"error": "answer is invalid", "problems": ["stage: String should match pattern"]}, 2, "stage: "),
+    ],
+)
+def test_given_a_refused_answer_when_approving_then_one_line_says_why_and_the_exit_code_tells_the_kind(
+    approvals_url: Loopback,
+    monkeypatch: pytest.MonkeyPatch,
+    status: int,
+    body: dict[str, object],
+    exit_code: int,
+    says: str,
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    approvals_url.route("POST", "/", status, body)
+
+    code, output = _approve(approvals_url.base_url + "/")
+
+    assert (code, says in output, "Traceback" in output) == (exit_code, True, False)
+
+
+def test_given_no_url_and_no_stack_when_approving_then_exit_3_names_the_stack(ledger: Ledger) -> None:
+    code, output = _run("approve", "2026-W48", "--stage", "prod", "--stack", "no-such-stack")
+
+    assert code == 3 and "cannot read stack no-such-stack" in output and "Traceback" not in output
+
+
+def test_given_the_url_is_unreachable_when_approving_then_exit_3_names_the_host_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+
+    code, output = _approve("http://127.0.0.1:9/secret-path")  # discard port: nothing listens
+
+    assert code == 3 and "127.0.0.1" in output and "secret-path" not in output
+
+
+# --- fleet push / validate against a stack's guardrails ------------------------------------------------------------
+
+STACK_TEMPLATE = {
+    "Parameters": {
+        "ProjectPrefix": {"Type": "String", "Default": "train-"},
+        "MinimumFinalBake": {"Type": "String", "Default": "PT1H"},
+        "RequireApprovalFor": {"Type": "String", "Default": ""},
+        "MinimumBake": {"Type": "String", "Default": ""},
+        "ApproverBoundary": {"Type": "String", "Default": ""},
+        "AllowBreakGlass": {"Type": "String", "Default": "false"},
+    },
+    "Resources": {"ConfigBucket": {"Type": "AWS::S3::Bucket"}},
+    "Outputs": {"ConfigBucketName": {"Value": {"Ref": "ConfigBucket"}}},
+}
+
+
+def _stack(**parameters: str) -> str:
+    cloudformation = boto3.client("cloudformation", region_name="us-east-1")
+    cloudformation.create_stack(
+        StackName="release-train",
+        TemplateBody=json.dumps(STACK_TEMPLATE),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+    )
+    outputs = cloudformation.describe_stacks(StackName="release-train")["Stacks"][0]["Outputs"]
+    return str(outputs[0]["OutputValue"])
+
+
+def test_given_a_fleet_below_the_stacks_guardrails_when_pushed_then_exit_2_names_the_rule_and_nothing_is_written(
     ledger: Ledger,
 ) -> None:
-    _release(ledger)
-    ledger.put_approval("2026-W48", ApprovalRecord("prod", "PENDING", "not-a-live-token", "2026-11-25T10:00"), {})
+    bucket = _stack(MinimumFinalBake="P1D")
 
-    code, output = _run("approve", "--table", TABLE_NAME, "2026-W48", "--stage", "prod", "--by", "rm")
+    code, output = _run("fleet", "push", str(FLEET_FILE), "--stack", "release-train")
 
-    assert code == 2
-    assert "no longer waits for an answer" in output
-    approval = ledger.approval("2026-W48", "prod")
-    assert approval is not None and approval.status == "EXPIRED"
+    assert code == 2 and "MinimumFinalBake" in output and "stages[1] (prod).bake" in output
+    assert boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_given_a_valid_fleet_when_pushed_then_the_stacks_bucket_holds_it(ledger: Ledger) -> None:
+    bucket = _stack()
+
+    code, output = _run("fleet", "push", str(FLEET_FILE), "--stack", "release-train")
+
+    assert code == 0 and "pushed" in output
+    stored = boto3.client("s3", region_name="us-east-1").get_object(Bucket=bucket, Key="fleet.yaml")
+    assert stored["Body"].read().decode() == FLEET_FILE.read_text()
+
+
+def test_given_a_stack_when_validating_with_it_then_its_guardrails_are_checked(ledger: Ledger) -> None:
+    _stack(ProjectPrefix="rt-")
+
+    code, output = _run("fleet", "validate", str(FLEET_FILE), "--stack", "release-train")
+
+    assert code == 2 and "does not start with ProjectPrefix 'rt-'" in output
+
+
+def test_given_no_stack_when_validating_then_it_says_the_guardrails_were_not_checked() -> None:
+    code, output = _run("fleet", "validate", str(FLEET_FILE))
+
+    assert code == 0 and "guardrails not checked" in output
 
 
 def test_given_a_valid_fleet_file_when_validated_then_it_summarises_it() -> None:
@@ -101,26 +233,15 @@ def test_given_an_invalid_fleet_file_when_validated_then_exit_2_names_the_field(
     assert "services.0.wave" in output
 
 
-def test_given_an_invalid_fleet_when_pushed_then_nothing_is_written(tmp_path: Path) -> None:
+def test_given_an_invalid_fleet_when_pushed_then_nothing_is_written(tmp_path: Path, ledger: Ledger) -> None:
+    bucket = _stack()
     bad = tmp_path / "fleet.yaml"
     bad.write_text("fleet: acme\nservices: []\n")
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket="release-train-config-test")
-        code, output = _run("fleet", "push", str(bad), "--bucket", "release-train-config-test")
-        assert code == 2 and "services" in output
-        assert s3.list_objects_v2(Bucket="release-train-config-test").get("KeyCount") == 0
 
+    code, output = _run("fleet", "push", str(bad), "--stack", "release-train")
 
-def test_given_a_valid_fleet_when_pushed_then_the_bucket_holds_it(ledger: Ledger) -> None:
-    s3 = boto3.client("s3", region_name="us-east-1")
-    s3.create_bucket(Bucket="release-train-config-test")
-    code, output = _run("fleet", "push", str(FLEET_FILE), "--bucket", "release-train-config-test")
-    assert code == 0 and "pushed" in output
-    assert (
-        s3.get_object(Bucket="release-train-config-test", Key="fleet.yaml")["Body"].read().decode()
-        == FLEET_FILE.read_text()
-    )
+    assert code == 2 and "services" in output
+    assert boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=bucket).get("KeyCount") == 0
 
 
 def test_given_a_running_train_when_cancelled_then_the_execution_is_stopped_with_the_reason(ledger: Ledger) -> None:

@@ -18,6 +18,7 @@ from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
 from release_train.domain.checks import CheckSuite, HookPhase, parse_check_suite
+from release_train.domain.live import commit_in
 from tests.conftest import ROOT
 
 SERVICE = ROOT / "examples" / "company-service"
@@ -103,6 +104,56 @@ def test_given_the_example_buildspec_when_read_then_it_tests_before_it_deploys_p
     text = Path(SERVICE / "buildspec.yml").read_text()
 
     assert text.index("pytest tests") < text.index("sam build") < text.index('sam deploy --config-env "$STAGE"')
+
+
+def _deploy_command() -> str:
+    """The buildspec's `sam deploy` command, as CodeBuild runs it (a folded YAML scalar is one line)."""
+    spec = yaml_parse((SERVICE / "buildspec.yml").read_text())
+    commands = [c for c in spec["phases"]["build"]["commands"] if c.startswith("sam deploy")]
+    assert len(commands) == 1, commands
+    return str(commands[0])
+
+
+def test_given_the_example_buildspec_when_it_deploys_then_the_release_and_commit_reach_the_stack_and_its_tags() -> None:
+    command = _deploy_command()
+
+    # What release-train passes (RELEASE_ID) and what CodeBuild checked out (the resolved source version).
+    assert '"ReleaseId=$RELEASE_ID"' in command
+    assert '"CommitSha=$COMMIT_SHA"' in command
+    assert "CODEBUILD_RESOLVED_SOURCE_VERSION" in (SERVICE / "buildspec.yml").read_text()
+    # Command-line overrides replace samconfig.toml's: the config-env's own overrides are passed along.
+    assert "$STAGE_PARAMETERS" in command
+    assert '"release-train:release-id=$RELEASE_ID"' in command
+
+
+def test_given_each_function_when_a_version_is_published_then_its_description_names_the_release_and_the_commit() -> (
+    None
+):
+    parameters = _template()["Parameters"]
+    for name, function in _resources("AWS::Serverless::Function").items():
+        properties = function["Properties"]
+
+        assert properties["VersionDescription"] == {"Fn::Sub": "release ${ReleaseId} commit ${CommitSha}"}, name
+        assert properties["AutoPublishCodeSha256"] == {"Ref": "CommitSha"}, name
+    # The description a release writes is one release-train reads the commit from (domain/live.py).
+    sha = "405844d94a1ab226a96a9708a74107ba43bd23fa"
+    assert re.fullmatch(parameters["CommitSha"]["AllowedPattern"], sha)
+    assert re.fullmatch(parameters["ReleaseId"]["AllowedPattern"], "2026-W48")
+    description = _sub(properties["VersionDescription"], {"ReleaseId": "2026-W48", "CommitSha": sha})
+    assert commit_in(description) == sha
+
+
+def test_given_a_release_and_a_commit_when_transformed_then_each_version_is_named_after_the_commit() -> None:
+    template = copy.deepcopy(yaml_parse(TEMPLATE.read_text()))
+    template["Globals"]["Function"]["CodeUri"] = "s3://artifacts/code.zip"
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    sha = "405844d94a1ab226a96a9708a74107ba43bd23fa"
+    cfn = transform(template, {"ReleaseId": "2026-W48", "CommitSha": sha, "Stage": "prod"}, _NoManagedPolicies())
+    versions = {k: r for k, r in cfn["Resources"].items() if r["Type"] == "AWS::Lambda::Version"}
+
+    assert len(versions) == 4
+    # A new commit is a new version resource (the old one is retained: a rollback points the alias back to it).
+    assert all(k.endswith(f"Version{sha[:10]}") and r["DeletionPolicy"] == "Retain" for k, r in versions.items())
 
 
 # --- the hooks it names are the hooks the train stack creates --------------------------------------------------------

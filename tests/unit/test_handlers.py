@@ -25,10 +25,10 @@ EXEC = "arn:aws:states:us-east-1:123456789012:execution:ReleaseTrain-release-tra
 BUCKET, TOPIC = "release-train-config", "release-train"
 FLEET = """
 fleet: acme
-defaults: {project: "train-{service}-{stage}"}
+defaults: {project: "train-{service}-{stage}", approvers: ["arn:aws:iam::123456789012:role/ReleaseManager"]}
 stages:
   - {name: staging, bake: P2D, test_project: train-e2e-staging}
-  - {name: prod, approval: {required: true}}
+  - {name: prod, bake: PT1H, approval: {required: true}}
 services:
   - {name: api, source: {codecommit: api, branch: release}}
 """
@@ -62,13 +62,18 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         inbox = sqs.create_queue(QueueName="inbox")["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
-        for name, value in {"LEDGER_TABLE": table.name, "TOPIC_ARN": topic, "CONFIG_BUCKET": BUCKET}.items():
+        for name, value in {
+            "LEDGER_TABLE": table.name,
+            "TOPIC_ARN": topic,
+            "CONFIG_BUCKET": BUCKET,
+            "ACCOUNT_ID": "123456789012",  # the default ApproverBoundary: this account's principals
+        }.items():
             monkeypatch.setenv(name, value)
         yield Stack(Ledger(table), table, sqs, inbox)
         aws.client.cache_clear()
 
 
-def _handler(function: str) -> ModuleType:
+def handler_module(function: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         f"{function}_app_under_test", ROOT / "functions" / function / "app.py"
     )
@@ -79,16 +84,16 @@ def _handler(function: str) -> ModuleType:
 
 
 def _invoke(function: str, event: dict[str, Any]) -> Any:
-    return _handler(function).handler(event, FakeLambdaContext(function_name=function))
+    return handler_module(function).handler(event, FakeLambdaContext(function_name=function))
 
 
-def _planned(stack: Stack) -> None:
+def planned(ledger: Ledger) -> None:
     """The ledger as PlanRelease leaves it for 2026-W48 (api rides)."""
     now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-    stack.ledger.acquire_lock("acme", "2026-W48", EXEC, now)
+    ledger.acquire_lock("acme", "2026-W48", EXEC, now)
     record = ReleaseRecord("2026-W48", "acme", Status.RUNNING, "planned", EXEC, now.isoformat(), stages=["staging"])
-    stack.ledger.create_release(record, parse_fleet(FLEET).model_dump(mode="json"))
-    stack.ledger.put_manifest("2026-W48", [ManifestEntry("api", API_COMMIT, None, 1, "codecommit:api@release")])
+    ledger.create_release(record, parse_fleet(FLEET).model_dump(mode="json"))
+    ledger.put_manifest("2026-W48", [ManifestEntry("api", API_COMMIT, None, 1, "codecommit:api@release")])
 
 
 def _status(stack: Stack) -> Status | None:
@@ -108,7 +113,7 @@ def test_given_a_schedule_event_without_a_time_when_plan_release_runs_then_it_is
 def test_given_the_schedule_event_when_plan_release_runs_then_the_release_is_planned_from_the_bucket_fleet(
     stack: Stack,
 ) -> None:
-    module = _handler("plan_release")
+    module = handler_module("plan_release")
     module.service._sources = type("Heads", (), {"head": lambda self, source: API_COMMIT})()  # moto has no GetBranch
 
     plan = module.handler(load_event("plan_release/schedule.json"), FakeLambdaContext())
@@ -121,7 +126,7 @@ def test_given_the_schedule_event_when_plan_release_runs_then_the_release_is_pla
 
 
 def test_given_staging_passed_when_load_wave_runs_for_prod_then_it_returns_the_prod_builds(stack: Stack) -> None:
-    _planned(stack)
+    planned(stack.ledger)
     stack.ledger.record_builds("2026-W48", [BuildRecord("staging", "api", "SUCCEEDED", "b:1", API_COMMIT, 1)])
 
     result = _invoke("load_wave", load_event("load_wave/prod_wave1.json"))
@@ -130,7 +135,7 @@ def test_given_staging_passed_when_load_wave_runs_for_prod_then_it_returns_the_p
 
 
 def test_given_succeeded_builds_when_record_wave_runs_then_they_are_in_the_ledger(stack: Stack) -> None:
-    _planned(stack)
+    planned(stack.ledger)
 
     _invoke("record_wave", load_event("record_wave/staging_wave1_succeeded.json"))
 
@@ -142,7 +147,7 @@ def test_given_succeeded_builds_when_record_wave_runs_then_they_are_in_the_ledge
 def test_given_a_failed_build_when_record_wave_runs_then_wave_failed_keeps_the_build_id_from_the_cause(
     stack: Stack,
 ) -> None:
-    _planned(stack)
+    planned(stack.ledger)
 
     with pytest.raises(Exception, match="staging wave 1: 1 of 1 builds failed") as caught:
         _invoke("record_wave", load_event("record_wave/staging_wave1_build_failed.json"))
@@ -154,7 +159,7 @@ def test_given_a_failed_build_when_record_wave_runs_then_wave_failed_keeps_the_b
 def test_given_a_prod_approval_event_when_request_approval_runs_then_the_token_is_kept_and_people_are_asked(
     stack: Stack,
 ) -> None:
-    _planned(stack)
+    planned(stack.ledger)
 
     _invoke("request_approval", load_event("request_approval/prod.json"))
 
@@ -169,7 +174,7 @@ def test_given_a_prod_approval_event_when_request_approval_runs_then_the_token_i
 def test_given_a_test_run_without_reports_when_evaluate_gate_runs_then_the_gate_blocks_naming_the_missing_report(
     stack: Stack,
 ) -> None:
-    _planned(stack)
+    planned(stack.ledger)
     stack.ledger.record_builds("2026-W48", [BuildRecord("staging", "api", "SUCCEEDED", "b:1", API_COMMIT, 1)])
 
     with pytest.raises(GateBlocked, match="evidence missing: no test report for this release and stage"):
@@ -177,7 +182,7 @@ def test_given_a_test_run_without_reports_when_evaluate_gate_runs_then_the_gate_
 
 
 def test_given_a_promoted_release_when_finalize_release_runs_then_it_succeeds_and_frees_the_lock(stack: Stack) -> None:
-    _planned(stack)
+    planned(stack.ledger)
     for stage in ("staging", "prod"):
         stack.ledger.put_gate("2026-W48", stage, "PROMOTE", [], {})
 
@@ -193,7 +198,7 @@ def test_given_a_promoted_release_when_finalize_release_runs_then_it_succeeds_an
 def test_given_a_gate_block_when_record_failure_runs_then_the_release_is_blocked_with_the_gate_reason(
     stack: Stack,
 ) -> None:
-    _planned(stack)
+    planned(stack.ledger)
 
     _invoke("record_failure", load_event("record_failure/gate_blocked.json"))
 
@@ -207,7 +212,7 @@ def test_given_a_gate_block_when_record_failure_runs_then_the_release_is_blocked
 def test_given_the_execution_aborted_event_when_cleanup_runs_then_the_release_is_cancelled_and_the_lock_freed(
     stack: Stack,
 ) -> None:
-    _planned(stack)
+    planned(stack.ledger)
 
     _invoke("cleanup_execution", load_event("cleanup_execution/execution_aborted.json"))
 

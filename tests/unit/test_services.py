@@ -12,8 +12,9 @@ import pytest
 from moto import mock_aws
 
 from release_train.adapters.ledger import ApprovalRecord, BuildRecord, Ledger, Lock
-from release_train.domain.errors import InvalidInput
+from release_train.domain.errors import InvalidInput, NoSuchApproval, NotAnApprover
 from release_train.domain.fleet import Fleet, Source, parse_fleet
+from release_train.domain.guardrails import Guardrails
 from release_train.domain.live import Live
 from release_train.domain.release import (
     GateBlocked,
@@ -24,6 +25,7 @@ from release_train.domain.release import (
     WaveFailed,
 )
 from release_train.services import (
+    AnswerApprovalService,
     CleanupService,
     FinalizeService,
     LoadWaveService,
@@ -38,7 +40,10 @@ EXEC_A = "arn:aws:states:us-east-1:123456789012:execution:ReleaseTrain-rt:a"
 EXEC_B = "arn:aws:states:us-east-1:123456789012:execution:ReleaseTrain-rt:b"
 FLEET_YAML = """
 fleet: acme
-defaults: {project: "train-{service}-{stage}", build_concurrency: 4}
+defaults:
+  project: "train-{service}-{stage}"
+  build_concurrency: 4
+  approvers: ["arn:aws:iam::123456789012:role/ReleaseManager"]
 stages:
   - {name: staging, bake: P2D, test_project: train-e2e-staging}
   - {name: prod, bake: PT1H, approval: {required: true, timeout: PT24H}}
@@ -78,9 +83,11 @@ class FakeFleets:
 @dataclass
 class FakeSources:
     heads: dict[str, str] = field(default_factory=lambda: dict(HEADS))
+    resolved: list[str] = field(default_factory=list)
 
     def head(self, source: Source) -> str:
         repo = getattr(source, "codecommit", None) or getattr(source, "github", "").split("/")[-1]
+        self.resolved.append(repo)
         return self.heads[repo]
 
 
@@ -90,6 +97,7 @@ class FakeExecutions:
     rejected: list[tuple[str, str, str]] = field(default_factory=list)
     approved: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     ended: dict[str, str] = field(default_factory=dict)  # execution -> status once it is not running
+    stopped: list[tuple[str, str, str]] = field(default_factory=list)
 
     def is_running(self, execution_arn: str) -> bool:
         return execution_arn in self.running
@@ -105,6 +113,9 @@ class FakeExecutions:
 
     def reject(self, task_token: str, error: str, cause: str) -> None:
         self.rejected.append((task_token, error, cause))
+
+    def stop(self, execution_arn: str, error: str, cause: str) -> None:
+        self.stopped.append((execution_arn, error, cause))
 
 
 @dataclass
@@ -205,9 +216,12 @@ class World:
     clock: FixedClock
     functions: FakeFunctions = field(default_factory=FakeFunctions)
     deployments: FakeDeployments = field(default_factory=FakeDeployments)
+    guardrails: Guardrails = field(default_factory=lambda: Guardrails.from_parameters({}, "123456789012"))
 
     def planner(self) -> PlanService:
-        return PlanService(self.ledger, self.fleets, self.sources, self.executions, self.notifier, self.clock)
+        return PlanService(
+            self.ledger, self.fleets, self.sources, self.executions, self.notifier, self.clock, self.guardrails
+        )
 
     def waves(self) -> _Waves:
         return _Waves(self)
@@ -269,13 +283,32 @@ def test_given_bad_execution_input_when_planning_then_nothing_is_written_or_sent
     assert (all_items(world.table), world.notifier.sent) == ([], [])
 
 
-def test_given_an_invalid_fleet_when_planning_then_the_error_propagates_and_nothing_is_written(world: World) -> None:
+def test_given_an_invalid_fleet_when_planning_then_the_error_propagates_nothing_is_written_and_people_hear(
+    world: World,
+) -> None:
     world.fleets.error = InvalidInput("s3://cfg/fleet.yaml", ["services: Field required"])
 
     with pytest.raises(InvalidInput, match=r"^s3://cfg/fleet\.yaml is invalid"):
         world.plan()
 
-    assert (all_items(world.table), world.notifier.sent) == ([], [])
+    assert all_items(world.table) == []
+    assert [(b["kind"], b["lines"]) for _, b in world.notifier.sent] == [("rejected", ["services: Field required"])]
+
+
+def test_given_a_fleet_below_the_stacks_guardrails_when_planning_then_it_is_refused_naming_the_rule_and_nothing_written(
+    world: World,
+) -> None:
+    world.guardrails = Guardrails.from_parameters({"MinimumFinalBake": "PT2H"}, "123456789012")
+
+    with pytest.raises(InvalidInput) as caught:
+        world.plan()
+
+    assert caught.value.problems == [
+        "stages[1] (prod).bake: PT1H is shorter than MinimumFinalBake (the last stage) = PT2H"
+    ]
+    assert "against the stack's guardrails" in caught.value.source
+    assert all_items(world.table) == []
+    assert world.sources.resolved == []  # refused before any source was asked
 
 
 # --- plan: the happy path -------------------------------------------------------------------------------------------
@@ -407,14 +440,21 @@ def _waiting_for_approval(world: World) -> None:
     _a_week_later(world)
 
 
-def test_given_a_holder_waiting_for_approval_when_a_train_starts_then_the_approval_is_failed_via_send_task_failure(
+SUPERSEDED = "superseded by release 2026-W49 while waiting for an approval"
+
+
+def test_given_a_holder_waiting_for_approval_when_a_train_starts_then_it_is_closed_blocked_and_stopped_not_answered(
     world: World,
 ) -> None:
     _waiting_for_approval(world)
 
     world.plan(EXEC_B)
 
-    assert world.executions.rejected == [("token-w48", "ApprovalRejected", "superseded by release 2026-W49")]
+    old = world.ledger.release("2026-W48")
+    assert old is not None and (old.status, old.reason) == (Status.BLOCKED, SUPERSEDED)
+    assert world.executions.stopped == [(EXEC_A, "Superseded", SUPERSEDED)]
+    assert (world.executions.rejected, world.executions.approved) == ([], [])  # only AnswerApproval answers
+    assert ("blocked", "2026-W48") in [(b["kind"], b.get("release_id")) for _, b in world.notifier.sent]
 
 
 def test_given_a_holder_waiting_for_approval_when_a_train_starts_then_it_takes_the_lock(world: World) -> None:
@@ -433,7 +473,7 @@ def test_given_a_holder_waiting_for_approval_when_superseded_then_its_approval_s
 
     approval = world.ledger.approval("2026-W48", "prod")
     assert approval is not None
-    assert (approval.status, approval.reason) == ("SUPERSEDED", "superseded by release 2026-W49")
+    assert (approval.status, approval.reason) == ("SUPERSEDED", SUPERSEDED)
 
 
 # --- plan: closing early --------------------------------------------------------------------------------------------
@@ -465,17 +505,85 @@ def test_given_nothing_changed_when_planning_then_nothing_to_release_and_the_loc
     plan = world.plan()
 
     record = world.ledger.release("2026-W48")
-    assert (plan["status"], plan["reason"]) == ("NOTHING_TO_RELEASE", "no service changed since 2026-W47")
+    assert (plan["status"], plan["reason"]) == (
+        "NOTHING_TO_RELEASE",
+        "no service's head differs from what prod runs (last release 2026-W47)",
+    )
     assert (record and record.status, world.ledger.lock("acme")) == (Status.NOTHING_TO_RELEASE, None)
 
 
-def test_given_a_source_failing_mid_plan_when_planning_then_nothing_is_written(world: World) -> None:
-    world.sources.heads = {"api": "a" * 40}  # web cannot be resolved
+def test_given_a_source_failing_mid_plan_when_planning_then_the_release_is_closed_failed_without_a_manifest(
+    world: World,
+) -> None:
+    world.sources.heads = {"api": "a" * 40}  # web cannot be resolved (an unexpected error, not a SourceError)
 
     with pytest.raises(KeyError):
         world.plan()
 
-    assert all_items(world.table) == []
+    record = world.ledger.release("2026-W48")
+    assert record is not None and record.status is Status.FAILED and record.reason.startswith("plan failed: ")
+    assert world.ledger.manifest("2026-W48") == []
+    assert world.ledger.lock("acme") is None
+
+
+def test_given_a_permanent_source_error_when_planning_then_the_release_exists_failed_naming_the_service(
+    world: World,
+) -> None:
+    from release_train.adapters.sources import SourceRejected
+
+    class Refusing(FakeSources):
+        def head(self, source: Source) -> str:
+            if getattr(source, "github", "") == "acme/web":
+                raise SourceRejected("github:acme/web@release", "no such repository or branch (HTTP 404)")
+            return super().head(source)
+
+    world.sources = Refusing()
+
+    with pytest.raises(SourceRejected):
+        world.plan()
+
+    record = world.ledger.release("2026-W48")
+    assert record is not None and record.status is Status.FAILED
+    assert record.reason == "plan failed: github:acme/web@release: service web: no such repository or branch (HTTP 404)"
+    assert [b["kind"] for _, b in world.notifier.sent][-1] == "failed"
+    assert world.ledger.lock("acme") is None
+
+
+def test_given_a_transient_source_error_when_planning_then_the_release_stays_running_and_a_retry_resumes_it(
+    world: World,
+) -> None:
+    from release_train.adapters.sources import SourceUnavailable
+
+    class Flaky(FakeSources):
+        failures: int = 1
+
+        def head(self, source: Source) -> str:
+            if getattr(source, "github", "") == "acme/web" and self.failures:
+                self.failures -= 1
+                raise SourceUnavailable("github:acme/web@release", "HTTP 503 after 3 attempts")
+            return super().head(source)
+
+    world.sources = Flaky()
+
+    with pytest.raises(SourceUnavailable):
+        world.plan(EXEC_A)
+    record = world.ledger.release("2026-W48")
+    assert record is not None and record.status is Status.RUNNING  # left for the state machine's Retry
+
+    plan = world.plan(EXEC_A)  # the Retry: the same execution
+
+    assert (plan["release_id"], plan["status"]) == ("2026-W48", "RUNNING")
+    assert [e.service for e in world.ledger.manifest("2026-W48")] == ["api", "web"]
+
+
+def test_given_another_execution_when_it_plans_the_same_release_id_then_it_is_refused_not_resumed(
+    world: World,
+) -> None:
+    world.plan(EXEC_A)
+    world.ledger.release_lock("acme", EXEC_A)
+
+    with pytest.raises(ReleaseAlreadyExists):
+        world.plan(EXEC_B)
 
 
 # --- waves: prod builds exactly what passed staging (invariant 1) ---------------------------------------------------
@@ -883,33 +991,79 @@ def _pending_prod_approval(world: World) -> None:
     world.ledger.put_approval("2026-W48", ApprovalRecord("prod", "PENDING", "token-1", "2026-11-25T10:00:00"), {})
 
 
+RM = "arn:aws:sts::123456789012:assumed-role/ReleaseManager/rm"
+
+
 def test_given_an_approval_the_execution_no_longer_waits_for_when_approved_then_it_is_marked_expired(
     world: World,
 ) -> None:
     from release_train.domain.release import ApprovalNotWaiting
-    from release_train.services import ApprovalService
 
     _pending_prod_approval(world)
     gone = UnreachableExecutions(error=ApprovalNotWaiting("TaskTimedOut: task timed out"))
-    service = ApprovalService(world.ledger, gone, world.notifier, world.clock)
+    service = AnswerApprovalService(world.ledger, gone, world.clock)
 
     with pytest.raises(InvalidInput, match="no longer waits for an answer"):
-        service.decide("2026-W48", "prod", approve=True, by="rm@example.com")
+        service.answer(RM, "2026-W48", "prod", approve=True, reason="ok", by="rm@example.com")
 
     approval = world.ledger.approval("2026-W48", "prod")
-    assert approval is not None and approval.status == "EXPIRED"
+    assert approval is not None and (approval.status, approval.identity) == ("EXPIRED", RM)
 
 
 def test_given_step_functions_unreachable_when_approved_then_the_approval_stays_pending_for_a_retry(
     world: World,
 ) -> None:
-    from release_train.services import ApprovalService
-
     _pending_prod_approval(world)
-    service = ApprovalService(world.ledger, UnreachableExecutions(), world.notifier, world.clock)
+    service = AnswerApprovalService(world.ledger, UnreachableExecutions(), world.clock)
 
     with pytest.raises(RuntimeError, match="throttled"):
-        service.decide("2026-W48", "prod", approve=True, by="rm@example.com")
+        service.answer(RM, "2026-W48", "prod", approve=True, reason="ok", by="rm@example.com")
 
     approval = world.ledger.approval("2026-W48", "prod")
     assert approval is not None and approval.status == "PENDING"
+
+
+def test_given_an_approver_when_answering_then_the_identity_is_recorded_beside_the_name_and_the_task_answered(
+    world: World,
+) -> None:
+    _pending_prod_approval(world)
+    service = AnswerApprovalService(world.ledger, world.executions, world.clock)
+
+    record = service.answer(RM, "2026-W48", "prod", approve=True, reason="ship it", by="Rita")
+
+    assert (record.status, record.decided_by, record.identity) == ("APPROVED", "Rita", RM)
+    assert world.executions.approved == [("token-1", {"approved_by": "Rita", "identity": RM, "reason": "ship it"})]
+
+
+@pytest.mark.parametrize(
+    "caller",
+    [
+        "arn:aws:sts::123456789012:assumed-role/Developer/eve",
+        "arn:aws:sts::999999999999:assumed-role/ReleaseManager/rm",  # the same role name in another account
+        "arn:aws:iam::123456789012:user/ReleaseManager",
+    ],
+)
+def test_given_a_caller_not_among_the_approvers_when_answering_then_it_is_refused_recorded_and_nothing_sent(
+    world: World, caller: str
+) -> None:
+    _pending_prod_approval(world)
+    service = AnswerApprovalService(world.ledger, world.executions, world.clock)
+
+    with pytest.raises(NotAnApprover, match="is not an approver of stage prod"):
+        service.answer(caller, "2026-W48", "prod", approve=True, reason="trust me", by="rm@example.com")
+
+    approval = world.ledger.approval("2026-W48", "prod")
+    assert approval is not None and approval.status == "PENDING"
+    assert (world.executions.approved, world.executions.rejected) == ([], [])
+    refused = [e for e in world.ledger.events("2026-W48") if e["kind"] == "approval_refused"]
+    assert [(e["detail"]["identity"], e["detail"]["by"]) for e in refused] == [(caller, "rm@example.com")]
+
+
+def test_given_a_stage_without_an_approval_request_when_answering_then_no_such_approval_names_it(
+    world: World,
+) -> None:
+    _pending_prod_approval(world)
+    service = AnswerApprovalService(world.ledger, world.executions, world.clock)
+
+    with pytest.raises(NoSuchApproval, match="has no approval request for stage staging"):
+        service.answer(RM, "2026-W48", "staging", approve=True, reason="ok")

@@ -321,7 +321,7 @@ def _swap_targets() -> dict[Any, dict[str, Any]]:
     from moto.stepfunctions.parser.backend import execution_worker
 
     from release_train import hooks
-    from release_train.adapters import check_runners, deployments
+    from release_train.adapters import check_runners, deployments, sources
 
     threads, time = vtime.threading_shim, vtime.time_shim
     return {
@@ -340,6 +340,7 @@ def _swap_targets() -> dict[Any, dict[str, Any]]:
         hooks: {"threading": threads, "time": time},  # the hooks' check time budget and per-check timeout
         deployments: {"time": time},  # the clean-up waits for stopped deployments to end
         check_runners: {"time": time},  # a check's measured duration (max_duration_ms) is virtual: compute takes none
+        sources: {"time": time},  # GitHub's Retry-After / x-ratelimit-reset waits pass on the virtual clock
     }
 
 

@@ -103,22 +103,35 @@ class People:
             self.ledger.put_hold(self.world.fleet.fleet, hold, self.world.clock.now())
 
     def _approve(self, answer: ApprovalAction, release_id: str, stage: str) -> None:
-        from release_train.domain.errors import InvalidInput
-        from trainctl import ops
+        """Through the AnswerApproval function URL, signed in as the scenario's principal, as `trainctl approve`."""
+        from trainctl.sandbox import function_urls
 
+        caller = answer.principal(ACCOUNT)
         record: dict[str, Any] = {
             "stage": stage,
             "by": answer.by,
+            "identity": caller,
             "decision": answer.decision,
             "at": self.world.clock.now().isoformat(),
         }
-        try:
-            decided = ops.decide_approval(
-                self.ledger, release_id, stage, answer.decision == "approve", answer.by, answer.reason
-            )
-            record["accepted"], record["status"] = True, decided.status
-        except InvalidInput as refused:  # too late, already answered: the train said why
-            record["accepted"], record["refused"] = False, str(refused)
+        status, body = function_urls.invoke(
+            self.stack.function_versions.get("AnswerApprovalFunction") or self.stack.physical("AnswerApprovalFunction"),
+            caller,
+            {
+                "release_id": release_id,
+                "stage": stage,
+                "decision": answer.decision,
+                "reason": answer.reason,
+                "by": answer.by,
+            },
+            self.world.clock.now(),
+            self.world.region,
+        )
+        record["http_status"] = status
+        if status == 200:
+            record["accepted"], record["status"] = True, body["status"]
+        else:  # too late, already answered, not an approver: the train said why
+            record["accepted"], record["refused"] = False, str(body.get("error") if isinstance(body, dict) else body)
         self.answers.append(record)
 
     def _alarms_during_bake(self, stage: str | None) -> None:

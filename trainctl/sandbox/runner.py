@@ -24,6 +24,7 @@ import yaml
 
 from release_train.domain.errors import InvalidInput
 from release_train.domain.fleet import CodeCommitSource, Fleet, GitHubSource, parse_fleet
+from release_train.domain.guardrails import Guardrails
 from trainctl.sandbox import emulators, moto_fixes, vtime
 from trainctl.sandbox.scenario import Scenario
 
@@ -132,10 +133,20 @@ def simulate(
     log_path: Path | None = None,
     scenario_source: str = "scenario",
 ) -> SimulationResult:
+    from trainctl.sandbox.stack import template_parameters
+
     fleet = parse_fleet(fleet_path.read_text(), str(fleet_path))  # reject a bad fleet before anything exists
     problems = scenario.problems(fleet, state_names(root))
+    parameters = template_parameters(root)
+    problems += [
+        f"parameters.{name}: template.yaml has no such parameter; it has {sorted(parameters)}"
+        for name in scenario.parameters
+        if name not in parameters
+    ]
     if problems:
         raise InvalidInput(scenario_source, problems)
+    # As `trainctl fleet push` does against a deployed stack: the fleet meets the stack's guardrails first.
+    Guardrails.from_parameters(template_parameters(root, scenario.parameters), ACCOUNT).check(fleet, str(fleet_path))
     moto_fixes.apply()
     from moto import mock_aws
 
@@ -189,10 +200,11 @@ class _Run:
         from release_train.adapters.ledger import Ledger
         from release_train.domain.release import Hold
         from trainctl.sandbox.people import People
+        from trainctl.sandbox.sources import GitHubAnswer
         from trainctl.sandbox.stack import create_stack
 
         github_url = self.world.sources.start_github()
-        self.stack = create_stack(self.root, parameters={"GitHubApiUrl": github_url})
+        self.stack = create_stack(self.root, parameters={**self.scenario.parameters, "GitHubApiUrl": github_url})
         fleet, scenario, world = self.fleet, self.scenario, self.world
         changed = {s.name for s in fleet.services} if scenario.changed == "all" else set(scenario.changed)
         baseline = {}
@@ -205,6 +217,12 @@ class _Run:
                 world.sources.branches[(source.codecommit, source.branch)] = head
             elif isinstance(source, GitHubSource):
                 world.sources.github_heads[(source.github, source.branch)] = head
+                script = scenario.github.get(service.name, [])
+                world.sources.script_github(
+                    source.github,
+                    source.branch,
+                    *(a if isinstance(a, int) else GitHubAnswer(**a.model_dump()) for a in script),
+                )
                 if source.token_secret and source.token_secret not in secrets:
                     secrets.add(source.token_secret)
                     boto3.client("secretsmanager").create_secret(

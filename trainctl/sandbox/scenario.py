@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -11,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from release_train.domain.errors import InvalidInput
-from release_train.domain.fleet import Fleet, FreezeWindow, format_validation_error
+from release_train.domain.fleet import Fleet, FreezeWindow, GitHubSource, format_validation_error
 
 
 class _Model(BaseModel):
@@ -51,6 +52,25 @@ class ApprovalAction(_Model):
     )
     by: str = "release-manager@example.com"
     reason: str = "looks good"
+    as_principal: str | None = Field(
+        default=None,
+        description="the IAM identity the approver signs in as (default: a ReleaseManager role session named `by`)",
+    )
+
+    def principal(self, account: str) -> str:
+        session = re.sub(r"[^\w+=,.@-]", "-", self.by)[:64]  # STS RoleSessionName characters
+        return self.as_principal or f"arn:aws:sts::{account}:assumed-role/ReleaseManager/{session}"
+
+
+class GitHubReply(_Model):
+    """One answer of the loopback GitHub (trainctl/sandbox/sources.py GitHubAnswer): a status, rate-limit headers,
+    or a dropped connection. `delay` is left out: it costs wall time."""
+
+    status: Annotated[int, Field(ge=100, le=599)] = 200
+    retry_after: Annotated[int, Field(ge=0)] | None = None
+    remaining: Annotated[int, Field(ge=0)] | None = None
+    reset_after: Annotated[int, Field(ge=0)] | None = None
+    drop: bool = False
 
 
 class LambdaBehaviour(_Model):
@@ -149,6 +169,13 @@ class Scenario(_Model):
     on_prod_failure: Literal["stop", "rollback"] | None = Field(
         default=None, description="the fleet's policy for this run (default: the fleet file's)"
     )
+    github: dict[str, list[Annotated[int, Field(ge=100, le=599)] | GitHubReply]] = Field(
+        default_factory=dict,
+        description="service -> GitHub's answers to its branch lookups, in order (then the head), e.g. [500, 200]",
+    )
+    parameters: dict[str, str] = Field(
+        default_factory=dict, description="stack parameters for this run (template.yaml), e.g. MinimumFinalBake: PT2H"
+    )
     cleanup: CleanupDelivery = Field(
         default_factory=CleanupDelivery, description="how EventBridge delivers the status change to the clean-up"
     )
@@ -195,6 +222,9 @@ class Scenario(_Model):
                 problems.append(f"tests.{stage}: stage {stage!r} has no test_project in the fleet")
         for stage in self.approvals:
             check(f"approvals.{stage}", stage, stages, "stage")
+        on_github = {s.name for s in fleet.services if isinstance(s.source, GitHubSource)}
+        for service in self.github:
+            check(f"github.{service}", service, on_github, "service on GitHub")
         for i, alarm in enumerate(self.alarms):
             check(f"alarms.{i}.stage", alarm.stage, stages, "stage")
             if alarm.during == "canary":

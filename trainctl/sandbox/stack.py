@@ -26,6 +26,7 @@ ARTIFACTS = "release-train-sandbox-artifacts"
 # Types moto's CloudFormation cannot create; the sandbox reads what it needs of them from the template instead.
 _UNSUPPORTED = {
     "AWS::Scheduler::Schedule",
+    "AWS::Lambda::Url",  # moto's CloudFormation cannot make one: created through CreateFunctionUrlConfig below
     "AWS::CloudWatch::Alarm",
     "AWS::S3::BucketPolicy",
     "AWS::SQS::QueuePolicy",
@@ -106,6 +107,9 @@ def create_stack(root: Path, stack_name: str = "release-train", parameters: dict
     # What still names a skipped version or alias (a policy, an output) names the function or machine instead.
     owners = {k: o for k, v in skipped.items() if (o := _owner(v))}
     cfn = _repoint(cfn, owners, {k for k, v in skipped.items() if v["Type"].startswith("AWS::Lambda::")})
+    # Outputs of a skipped function URL (its FunctionUrl) are read from the API instead.
+    urls = {k for k, v in skipped.items() if v["Type"] == "AWS::Lambda::Url"}
+    cfn["Outputs"] = {k: v for k, v in cfn.get("Outputs", {}).items() if not (set(_refs(v)) & urls)}
     cfn.pop("Conditions", None) if not cfn.get("Conditions") else None
 
     cloudformation = boto3.client("cloudformation")
@@ -149,6 +153,14 @@ def create_stack(root: Path, stack_name: str = "release-train", parameters: dict
             )
         )
         arns[logical_id] = config["FunctionArn"]
+    for url_logical in urls:  # SAM puts a function's URL on its `live` alias when AutoPublishAlias is set
+        owner = str(raw_cfn["Resources"][url_logical]["Properties"]["TargetFunctionArn"]["Ref"])
+        function_logical = _owner(raw_cfn["Resources"][owner]) or owner
+        lam.create_function_url_config(
+            FunctionName=resources[function_logical][1],
+            Qualifier="live",
+            AuthType=raw_cfn["Resources"][url_logical]["Properties"]["AuthType"],
+        )
 
     # moto's CloudFormation puts state machines where its interpreter does not look: create it through the API,
     # with the name and role CloudFormation gave it.
@@ -225,8 +237,29 @@ def _repoint(value: Any, owners: dict[str, str], lambdas: set[str]) -> Any:
     return value
 
 
+def _refs(value: Any) -> list[str]:
+    """Every logical id a Ref or GetAtt inside `value` names."""
+    if isinstance(value, dict):
+        if "Ref" in value and isinstance(value["Ref"], str):
+            return [value["Ref"]]
+        if "Fn::GetAtt" in value:
+            target = value["Fn::GetAtt"]
+            return [str(target[0] if isinstance(target, list) else str(target).split(".")[0])]
+        return [r for v in value.values() for r in _refs(v)]
+    if isinstance(value, list):
+        return [r for v in value for r in _refs(v)]
+    return []
+
+
 def _as_resources(versions: dict[str, str]) -> dict[str, tuple[str, str]]:
     return {logical: ("AWS::Lambda::Version", arn) for logical, arn in versions.items()}
+
+
+def template_parameters(root: Path, overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """The stack's parameter values as CloudFormation would resolve them: each default, overridden by `overrides`."""
+    declared = yaml_parse((root / "template.yaml").read_text()).get("Parameters", {})
+    values = {name: str(spec.get("Default", "")) for name, spec in declared.items()}
+    return {**values, **(overrides or {})}
 
 
 def _resolve_param(value: Any, template: dict[str, Any], parameters: dict[str, str] | None) -> str:

@@ -79,6 +79,9 @@ class HookRuntime:
         return self._service
 
     def handle(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        if not isinstance(event, dict):  # the data class would raise a bare TypeError on None or a list
+            got = type(event).__name__
+            raise HookEventInvalid(f"not a CodeDeploy lifecycle hook event: expected an object, got {got}")
         hook_event = CodeDeployLifecycleHookEvent(event)
         try:
             request = HookRequest(
@@ -86,6 +89,9 @@ class HookRuntime:
             )
         except KeyError as exc:
             raise HookEventInvalid(f"not a CodeDeploy lifecycle hook event: missing {exc}") from exc
+        ids = {"DeploymentId": request.deployment_id, "LifecycleEventHookExecutionId": request.execution_id}
+        if bad := [k for k, v in ids.items() if not isinstance(v, str) or not v]:
+            raise HookEventInvalid(f"not a CodeDeploy lifecycle hook event: {', '.join(bad)}: not a non-empty string")
         self.logger.append_keys(deployment_id=request.deployment_id, hook_phase=request.phase.value)
         self.metrics.add_dimension(name="Hook", value=request.phase.value)
 

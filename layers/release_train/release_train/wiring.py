@@ -17,7 +17,9 @@ from release_train.adapters.functions import Functions
 from release_train.adapters.ledger import Ledger
 from release_train.adapters.notifier import Notifier
 from release_train.adapters.sources import Sources
+from release_train.domain.guardrails import Guardrails
 from release_train.services import (
+    AnswerApprovalService,
     ApprovalService,
     CleanupService,
     FinalizeService,
@@ -54,6 +56,7 @@ def plan_service() -> PlanService:
         executions=Executions(client("stepfunctions")),
         notifier=notifier(),
         clock=Clock(),
+        guardrails=Guardrails.from_environment(os.environ),
     )
 
 
@@ -71,6 +74,10 @@ def record_wave_service() -> RecordWaveService:
 
 def gate_service() -> GateService:
     return GateService(ledger(), CodeBuild(client("codebuild")), Alarms(client("cloudwatch")), notifier(), Clock())
+
+
+def answer_approval_service() -> AnswerApprovalService:
+    return AnswerApprovalService(ledger(), Executions(client("stepfunctions")), Clock())
 
 
 def approval_service() -> ApprovalService:

@@ -13,7 +13,11 @@ from release_train.adapters.fleet_store import FLEET_KEY, FleetStore
 from release_train.domain.errors import InvalidInput
 
 BUCKET = "release-train-config"
-VALID = "fleet: acme\nservices:\n  - {name: api, source: {codecommit: api}}\n"
+VALID = (
+    "fleet: acme\n"
+    'defaults: {approvers: ["arn:aws:iam::123456789012:role/ReleaseManager"]}\n'
+    "services:\n  - {name: api, source: {codecommit: api}}\n"
+)
 
 
 @pytest.fixture

@@ -288,12 +288,29 @@ def test_given_holds_when_listed_then_each_scope_is_returned_with_who_and_why(le
     ]
 
 
-def test_given_a_hold_when_removed_then_it_is_no_longer_listed(ledger: Ledger) -> None:
-    ledger.put_hold(FLEET, Hold("api", "migration", "bob"), NOW)
+BOB = "arn:aws:sts::123456789012:assumed-role/Oncall/bob"
+ALICE = "arn:aws:sts::123456789012:assumed-role/Oncall/alice"
 
-    ledger.remove_hold(FLEET, "api")
+
+def test_given_a_hold_when_removed_then_it_is_no_longer_listed(ledger: Ledger) -> None:
+    ledger.put_hold(FLEET, Hold("api", "migration", "bob", BOB), NOW)
+
+    ledger.remove_hold(FLEET, Hold("api", "migration done", "alice", ALICE), NOW)
 
     assert ledger.holds(FLEET) == []
+
+
+def test_given_a_hold_put_and_lifted_when_audited_then_both_are_recorded_with_name_identity_and_reason(
+    ledger: Ledger,
+) -> None:
+    ledger.put_hold(FLEET, Hold("api", "migration", "bob", BOB), NOW)
+    ledger.remove_hold(FLEET, Hold("api", "migration done", "alice", ALICE), NOW)
+
+    assert [(a["action"], a["by"], a["identity"], a["reason"], a.get("was")) for a in ledger.audit(FLEET)] == [
+        ("hold_put", "bob", BOB, "migration", None),
+        ("hold_removed", "alice", ALICE, "migration done", "migration"),
+    ]
+    assert ledger.holds(FLEET) == []  # audit records are not holds
 
 
 def test_given_a_hold_when_the_lock_and_baseline_share_the_partition_then_they_are_not_listed_as_holds(

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
 import pytest
+import requests
+from botocore.stub import Stubber
 from moto import mock_aws
 
 from release_train.adapters.notifier import Notifier
@@ -124,3 +129,184 @@ def test_given_a_missing_webhook_secret_when_sent_then_false_is_returned_and_not
     notifier = Notifier(aws["sns"], aws["topic"], aws["secrets"])
 
     assert notifier.send("Release 2026-W48", BODY, "release-train/does-not-exist") is False
+
+
+# --- secrets never reach a log line --------------------------------------------------------------------------------
+
+SECRET_PATH = "/services/T0001/B0002/XyZs3cretWebh00kPath"
+SECRET_WORD = "XyZs3cretWebh00kPath"
+
+
+class _Stdout:
+    """Whatever sys.stdout is when a line is written (pytest gives each test phase its own capture)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+@pytest.fixture
+def all_logs(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], str]]:
+    """Everything logged, at every level: the Powertools JSON lines on stdout (a handler with Powertools' formatter on
+    the notifier's logger, as in a Lambda), stderr, and every record with all its fields (extras included)."""
+    from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+    from release_train.adapters import notifier
+
+    handler = logging.StreamHandler(_Stdout())
+    handler.setFormatter(LambdaPowertoolsFormatter())
+    target = logging.getLogger(notifier.logger.name)
+    target.addHandler(handler)
+    caplog.set_level(logging.DEBUG)  # urllib3 logs request paths at DEBUG
+    # Out of reach, and said so: botocore's DEBUG output logs every response body (GetSecretValue's SecretString
+    # included) and every request's signature and session token, so it must stay off in Lambda; `responses` (moto's
+    # HTTP interception, tests and sandbox only) logs each request it lets through with its URL at INFO.
+    caplog.set_level(logging.INFO, logger="botocore")
+    caplog.set_level(logging.WARNING, logger="responses")
+
+    def text() -> str:
+        out, err = capsys.readouterr()
+        records = [f"{r.getMessage()} {r.__dict__}" for r in caplog.records]
+        return "\n".join([out, err, caplog.text, *records])
+
+    try:
+        yield text
+    finally:
+        target.removeHandler(handler)
+
+
+def _assert_no_secret(logged: str, *secrets: str) -> None:
+    for secret in (SECRET_PATH, SECRET_WORD, *secrets):
+        assert secret not in logged
+
+
+@pytest.mark.parametrize("status", [404, 500, 503])
+def test_given_a_webhook_answering_an_error_when_sent_then_false_and_only_its_host_and_status_are_logged(
+    aws: dict[str, Any], webhook: Loopback, all_logs: Callable[[], str], status: int
+) -> None:
+    webhook.route("POST", SECRET_PATH, status, {"error": "nope"})
+
+    sent = _with_webhook(aws, webhook.base_url + SECRET_PATH).send("Release 2026-W48", BODY, WEBHOOK_SECRET)
+
+    logged = all_logs()
+    assert sent is False
+    _assert_no_secret(logged, webhook.base_url + SECRET_PATH)
+    assert '"webhook_host":"127.0.0.1"' in logged.replace(" ", "") and f'"status_code":{status}' in logged.replace(
+        " ", ""
+    )
+
+
+def test_given_an_unreachable_webhook_when_sent_then_false_and_the_error_type_not_its_message_is_logged(
+    aws: dict[str, Any], all_logs: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with loopback_server() as gone:
+        url = gone.base_url + SECRET_PATH  # the port refuses connections once the block ends
+
+    sent = _with_webhook(aws, url).send("Release 2026-W48", BODY, WEBHOOK_SECRET)
+
+    logged = all_logs()
+    assert sent is False
+    _assert_no_secret(logged, url)
+    assert '"error_type":"ConnectionError"' in logged.replace(" ", "")
+
+
+def test_given_a_successful_webhook_call_when_urllib3_logs_the_request_then_its_path_is_redacted(
+    aws: dict[str, Any], webhook: Loopback, caplog: pytest.LogCaptureFixture
+) -> None:
+    webhook.route("POST", SECRET_PATH, 200, {"ok": True})
+    caplog.set_level(logging.DEBUG)
+
+    assert _with_webhook(aws, webhook.base_url + SECRET_PATH).send("Release", BODY, WEBHOOK_SECRET) is True
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "urllib3.connectionpool"]
+    assert any('"POST <path> HTTP/1.1" 200' in line for line in lines)  # the request was logged, its path was not
+    _assert_no_secret("\n".join(lines))
+
+
+def test_given_a_plain_http_webhook_when_sent_then_it_is_refused_unsent_and_logged_by_host_and_scheme(
+    aws: dict[str, Any], all_logs: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a refused webhook must not be called")
+
+    monkeypatch.setattr(requests.Session, "send", never)
+
+    sent = _with_webhook(aws, "http://hooks.example.com" + SECRET_PATH).send("Release", BODY, WEBHOOK_SECRET)
+
+    logged = all_logs()
+    assert sent is False
+    _assert_no_secret(logged)
+    compact = logged.replace(" ", "")
+    assert '"webhook_host":"hooks.example.com"' in compact and '"webhook_scheme":"http"' in compact
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["ghp_Sup3rS3cretT0ken", "ghpSecret:abc/def", "ftp://files.example.com/Sup3rS3cret", "https://[broken/Sup3rS3cret"],
+)
+def test_given_a_webhook_secret_that_is_not_a_url_when_sent_then_nothing_of_its_value_is_logged(
+    aws: dict[str, Any], all_logs: Callable[[], str], monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setattr(requests.Session, "send", lambda *a, **k: pytest.fail("nothing may be sent"))
+
+    sent = _with_webhook(aws, value).send("Release", BODY, WEBHOOK_SECRET)
+
+    logged = all_logs()
+    assert sent is False
+    assert value not in logged and "Sup3rS3cret" not in logged
+    assert "webhook secret is not a URL" in logged and WEBHOOK_SECRET in logged
+
+
+def test_given_an_unreadable_webhook_secret_when_sent_then_the_secret_id_and_error_code_are_logged(
+    aws: dict[str, Any], all_logs: Callable[[], str]
+) -> None:
+    notifier = Notifier(aws["sns"], aws["topic"], aws["secrets"])
+
+    assert notifier.send("Release", BODY, "release-train/does-not-exist") is False
+
+    compact = all_logs().replace(" ", "")
+    assert '"error_type":"ResourceNotFoundException"' in compact and "release-train/does-not-exist" in compact
+
+
+def test_given_two_notifications_when_sent_then_the_webhook_secret_is_read_once(
+    aws: dict[str, Any], webhook: Loopback
+) -> None:
+    webhook.route("POST", "/hook", 200, {"ok": True})
+    secrets = boto3.client("secretsmanager", region_name="us-east-1")
+    with Stubber(secrets) as stubber:  # one stubbed answer: a second read would fail
+        stubber.add_response("get_secret_value", {"SecretString": webhook.base_url + "/hook"}, {"SecretId": "s"})
+        notifier = Notifier(aws["sns"], aws["topic"], secrets)
+
+        assert [notifier.send("a", BODY, "s"), notifier.send("b", BODY, "s")] == [True, True]
+
+    assert len(webhook.requests) == 2
+
+
+def test_given_a_redirecting_webhook_when_sent_then_the_redirect_is_not_followed(aws: dict[str, Any]) -> None:
+    seen: list[str] = []
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(self.path)
+            self.send_response(307)
+            self.send_header("Location", "/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        assert _with_webhook(aws, url).send("Release", BODY, WEBHOOK_SECRET) is False
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert seen == ["/hook"]

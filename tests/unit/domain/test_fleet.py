@@ -11,11 +11,13 @@ from release_train.domain.fleet import CodeCommitSource, GitHubSource, parse_fle
 from tests.conftest import ROOT
 
 SOURCE = "config/fleet.yaml"
-MINIMAL = """
+APPROVER = "arn:aws:iam::123456789012:role/ReleaseManager"
+MINIMAL = f"""
 fleet: acme
+defaults: {{approvers: ["{APPROVER}"]}}
 services:
   - name: api
-    source: {codecommit: api}
+    source: {{codecommit: api}}
 """
 
 
@@ -42,7 +44,7 @@ def _at(text: str) -> datetime:
 def test_given_a_minimal_fleet_when_parsed_then_stages_default_to_staging_with_a_two_day_bake_then_prod() -> None:
     fleet = parse_fleet(MINIMAL)
 
-    assert [(s.name, s.bake) for s in fleet.stages] == [("staging", timedelta(days=2)), ("prod", timedelta(0))]
+    assert [(s.name, s.bake) for s in fleet.stages] == [("staging", timedelta(days=2)), ("prod", timedelta(hours=1))]
 
 
 def test_given_a_minimal_fleet_when_parsed_then_services_default_to_wave_1_branch_main_and_the_project_pattern() -> (
@@ -54,14 +56,18 @@ def test_given_a_minimal_fleet_when_parsed_then_services_default_to_wave_1_branc
     assert (service.wave, service.source, fleet.project_for(service, "prod")) == (
         1,
         CodeCommitSource(codecommit="api", branch="main"),
-        "api-prod",
+        "train-api-prod",
     )
 
 
-def test_given_a_minimal_fleet_when_parsed_then_approval_is_off_with_a_24h_timeout_and_concurrency_is_10() -> None:
+def test_given_a_minimal_fleet_when_parsed_then_only_the_last_stage_needs_approval_and_concurrency_is_10() -> None:
     fleet = parse_fleet(MINIMAL)
 
-    assert [(s.approval.required, s.approval.timeout) for s in fleet.stages] == [(False, timedelta(hours=24))] * 2
+    assert [(s.approval.required, s.approval.timeout) for s in fleet.stages] == [
+        (False, timedelta(hours=24)),
+        (True, timedelta(hours=24)),
+    ]
+    assert fleet.approvers_for(fleet.stages[1]) == (APPROVER,)
     assert fleet.defaults.build_concurrency == 10
 
 

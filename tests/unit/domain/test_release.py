@@ -19,6 +19,7 @@ from release_train.domain.release import (
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 FLEET = """
 fleet: acme
+defaults: {approvers: ["arn:aws:iam::123456789012:role/ReleaseManager"]}
 services:
   - {name: api, source: {codecommit: api}}
   - {name: web, source: {codecommit: web}, wave: 2}

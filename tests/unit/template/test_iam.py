@@ -21,6 +21,7 @@ from typing import Any
 import botocore.session
 import pytest
 from aws_lambda_powertools.utilities.idempotency.persistence import dynamodb as powertools_idempotency
+from aws_lambda_powertools.utilities.parameters import secrets as powertools_secrets
 from botocore import xform_name
 
 from release_train.adapters import (
@@ -67,10 +68,14 @@ HOOKS_NO_RESOURCE_LEVEL = {
     "elasticloadbalancing:DescribeListeners",
     "elasticloadbalancing:DescribeLoadBalancers",
 }
+# A task token names no ARN: SendTaskSuccess/Failure have no resource type, and only AnswerApproval may call them.
+ANSWER_APPROVALS = {"states:SendTaskSuccess", "states:SendTaskFailure"}
 ON_ALL_RESOURCES_ALLOWED = {
     "ReleaseTrainStateMachineRole": VENDED_LOGS,
     "PreTrafficFunctionRole": HOOKS_NO_RESOURCE_LEVEL,
     "PostTrafficFunctionRole": HOOKS_NO_RESOURCE_LEVEL,
+    "AnswerApprovalFunctionRole": ANSWER_APPROVALS,
+    "CleanupExecutionFunctionRole": {"codedeploy:StopDeployment"},  # no resource type either
 }
 # Documented: https://docs.aws.amazon.com/step-functions/latest/dg/codebuild-iam.html (startBuild.sync).
 CODEBUILD_SYNC = (
@@ -100,6 +105,7 @@ ADAPTER_MODULES = {
     "check_runners": check_runners,
     "hook_clients": hook_clients,  # builds the clients, calls nothing: a call added there must be listed here
     "powertools_idempotency": powertools_idempotency,  # the hooks' idempotency records (Powertools, not ours)
+    "powertools_secrets": powertools_secrets,  # sources' and notifier's secrets (Powertools Parameters, cached)
 }
 ADAPTER_CALLS: dict[str, dict[str, str]] = {
     "ledger": {
@@ -123,10 +129,17 @@ ADAPTER_CALLS: dict[str, dict[str, str]] = {
         "stop_deployment": "codedeploy:StopDeployment",
     },
     "fleet_store": {"get_object": "s3:GetObject", "put_object": "s3:PutObject"},
-    "sources": {"get_branch": "codecommit:GetBranch", "get_secret_value": "secretsmanager:GetSecretValue"},
-    "notifier": {"publish": "sns:Publish", "get_secret_value": "secretsmanager:GetSecretValue"},
+    "sources": {"get_branch": "codecommit:GetBranch"},
+    "notifier": {"publish": "sns:Publish"},
+    "powertools_secrets": {
+        "get_secret_value": "secretsmanager:GetSecretValue",
+        "batch_get_secret_value": "secretsmanager:BatchGetSecretValue",
+        "create_secret": "secretsmanager:CreateSecret",
+        "put_secret_value": "secretsmanager:PutSecretValue",
+    },
     "executions": {
         "describe_execution": "states:DescribeExecution",
+        "stop_execution": "states:StopExecution",
         "get_execution_history": "states:GetExecutionHistory",
         "send_task_success": "states:SendTaskSuccess",
         "send_task_failure": "states:SendTaskFailure",
@@ -161,7 +174,13 @@ ADAPTER_CALLS: dict[str, dict[str, str]] = {
     },
 }
 # Calls only the operator CLI makes (with the operator's credentials), never a Lambda.
-TRAINCTL_ONLY = {("fleet_store", "put_object"), ("executions", "send_task_success")}
+TRAINCTL_ONLY = {("fleet_store", "put_object")}
+# What Powertools' SecretsProvider can call but the adapters never ask of it (only `.get`: see the test below).
+POWERTOOLS_UNUSED = {
+    ("powertools_secrets", "batch_get_secret_value"),
+    ("powertools_secrets", "create_secret"),
+    ("powertools_secrets", "put_secret_value"),
+}
 
 # --- what each handler calls, and a resource it calls it on ---------------------------------------------------------
 
@@ -190,7 +209,7 @@ _EVIDENCE = [  # the gate's reads
     ("alarms", "describe_alarm_history", ALARM),
     ("alarms", "list_tags_for_resource", ALARM),
 ]
-_NOTIFY = [("notifier", "publish", TOPIC), ("notifier", "get_secret_value", WEBHOOK_SECRET)]
+_NOTIFY = [("notifier", "publish", TOPIC), ("powertools_secrets", "get_secret_value", WEBHOOK_SECRET)]
 # The traffic hooks: a Lambda deployment of the fleet (SAM names the application and groups after the stack), an ECS
 # blue/green one (its test listener), the checks they run.
 IDEMPOTENCY_TABLE = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/rt-IdempotencyTable"
@@ -241,9 +260,16 @@ HANDLER_CALLS: dict[str, list[tuple[str, str, str]]] = {
         *_NOTIFY,
         ("fleet_store", "get_object", "arn:aws:s3:::rt-ConfigBucket/fleet.yaml"),
         ("sources", "get_branch", f"arn:aws:codecommit:{REGION}:{ACCOUNT}:payments"),
-        ("sources", "get_secret_value", GITHUB_SECRET),
+        ("powertools_secrets", "get_secret_value", GITHUB_SECRET),
         ("executions", "describe_execution", EXECUTION),  # is the lock holder still running?
-        ("executions", "send_task_failure", EXECUTION),  # supersede the holder's pending approval
+        ("executions", "stop_execution", EXECUTION),  # stop a holder superseded while it waited for an approval
+    ],
+    "AnswerApprovalFunction": [
+        *_LEDGER_READ,
+        ("ledger", "update_item", LEDGER_TABLE),
+        ("ledger", "put_item", LEDGER_TABLE),
+        ("executions", "send_task_success", "*"),
+        ("executions", "send_task_failure", "*"),
     ],
     "LoadWaveFunction": [
         *_LEDGER_READ,
@@ -277,7 +303,7 @@ HANDLER_CALLS: dict[str, list[tuple[str, str, str]]] = {
         ("deployments", "list_deployments", FLEET_DEPLOYMENT_GROUP),
         ("deployments", "get_deployment", FLEET_DEPLOYMENT_GROUP),
         ("deployments", "get_application_revision", FLEET_APPLICATION_ARN),
-        ("deployments", "stop_deployment", FLEET_DEPLOYMENT_GROUP),
+        ("deployments", "stop_deployment", "*"),  # no resource type: only "*" matches
     ],
     "PreTrafficFunction": _HOOK_CALLS,
     "PostTrafficFunction": _HOOK_CALLS,
@@ -371,7 +397,18 @@ def test_given_the_adapter_calls_when_attributed_then_each_is_made_by_a_handler_
     made = {(module, op) for calls in HANDLER_CALLS.values() for module, op, _ in calls}
     every = {(module, op) for module, ops in ADAPTER_CALLS.items() for op in ops}
 
-    assert every - made == TRAINCTL_ONLY
+    assert every - made == TRAINCTL_ONLY | POWERTOOLS_UNUSED
+
+
+def test_given_the_adapters_that_read_secrets_when_scanned_then_they_only_get_through_powertools() -> None:
+    """SecretsProvider.get -> GetSecretValue; get_multiple/set would need BatchGetSecretValue/PutSecretValue."""
+    for module in (sources, notifier):
+        calls = {
+            n.func.attr
+            for n in ast.walk(ast.parse(Path(module.__file__).read_text()))
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+        }
+        assert not calls & {"get_multiple", "set", "get_secret"}, module.__name__
 
 
 def test_given_the_template_when_its_functions_are_listed_then_each_has_an_entry_in_the_table() -> None:
@@ -449,6 +486,51 @@ def test_given_a_function_role_when_its_managed_policies_are_read_then_only_basi
     arns = cfn_template()["Resources"][role]["Properties"].get("ManagedPolicyArns", [])
 
     assert arns == ["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]
+
+
+@cache
+def _resource_types() -> dict[str, list[str]]:
+    """action (lower case: IAM action names are case-insensitive) -> its resource types, from the Service Authorization
+    Reference as cfn-lint bundles it."""
+    import cfnlint
+
+    policies = json.loads((Path(cfnlint.__file__).parent / "data/AdditionalSpecs/Policies.json").read_text())
+    return {
+        f"{prefix}:{name}".lower(): list(spec.get("Resources", []))
+        for prefix, service in policies.items()
+        for name, spec in service.get("Actions", {}).items()
+    }
+
+
+def test_given_every_allow_statement_when_checked_against_the_authorization_reference_then_resources_can_match() -> (
+    None
+):
+    """An action without a resource type is only ever matched by "*": a grant naming ARNs for it is silently useless
+    (AccessDenied at run time). One with resource types must name them, not "*" (unless documented above)."""
+    types = _resource_types()
+    useless, too_wide = [], []
+    for logical_id, statement in _all_allow_statements():
+        on_all = "*" in _as_list(statement["Resource"])
+        for action in _as_list(statement["Action"]):
+            known = types.get(action.lower())
+            assert known is not None, f"{logical_id}: {action} is not in the Service Authorization Reference"
+            if not known and not on_all:
+                useless.append((logical_id, action))
+            if known and on_all and action not in ON_ALL_RESOURCES_ALLOWED.get(logical_id, set()):
+                too_wide.append((logical_id, action))
+
+    assert (useless, too_wide) == ([], [])
+
+
+def test_given_every_role_when_task_answers_are_looked_for_then_only_answer_approval_may_send_them() -> None:
+    holders = {
+        logical_id
+        for logical_id, statement in _all_allow_statements()
+        for action in _as_list(statement["Action"])
+        if action in ANSWER_APPROVALS
+    }
+
+    assert holders == {"AnswerApprovalFunctionRole"}
 
 
 # --- the traffic hooks' CodeDeploy scope (ADR 0005) -----------------------------------------------------------------

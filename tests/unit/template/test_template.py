@@ -153,3 +153,38 @@ def test_given_the_template_when_sam_builds_then_every_function_and_the_layer_wi
     layer = build / "ReleaseTrainLayer" / "python"
     assert (layer / "release_train" / "services" / "__init__.py").exists()
     assert list((layer / "pydantic_core").glob("*aarch64*.so")), "the layer is built for arm64 like the functions"
+
+
+def _versions_with_layer_at(content_uri: str) -> dict[str, str]:
+    """function logical id -> the logical id of the Version SAM generates, for a layer uploaded to `content_uri`."""
+    import copy
+
+    from samtranslator.translator.transform import transform
+
+    from tests.unit.template.cfn import _NoManagedPolicies, sam_template
+
+    template = copy.deepcopy(sam_template())
+    for resource in template["Resources"].values():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Serverless::Function":
+            props["CodeUri"] = "s3://artifacts/code.zip"  # the functions' own code does not change
+        elif resource["Type"] == "AWS::Serverless::LayerVersion":
+            props["ContentUri"] = content_uri  # `sam deploy` uploads the layer under its content hash
+        elif resource["Type"] == "AWS::Serverless::StateMachine":
+            props["Definition"] = json.loads((ROOT / props.pop("DefinitionUri")).read_text())
+    cfn = transform(template, {}, _NoManagedPolicies())
+    return {
+        body["Properties"]["FunctionName"]["Ref"]: logical
+        for logical, body in cfn["Resources"].items()
+        if body["Type"] == "AWS::Lambda::Version"
+    }
+
+
+def test_given_only_the_layer_changed_when_transformed_then_every_function_publishes_a_new_version() -> None:
+    # The train's logic lives in the layer: an upgrade that changes only the layer must move every function's `live`
+    # alias (a new Version logical id), or the next trains would keep running the old code.
+    before = _versions_with_layer_at("s3://artifacts/0f1e2d3c.zip")
+    after = _versions_with_layer_at("s3://artifacts/9a8b7c6d.zip")
+
+    assert before.keys() == after.keys() and len(before) >= 10
+    assert [f for f in before if before[f] == after[f]] == []

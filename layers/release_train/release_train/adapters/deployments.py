@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from release_train.adapters.aws import error_code
 from release_train.domain.hook_targets import (
     LambdaTarget,
@@ -23,6 +25,13 @@ from release_train.domain.hook_targets import (
     target_from_deployment,
 )
 
+# GetDeployment / GetApplicationRevision errors (API reference) that mean "someone else's, or gone".
+_NOT_OURS = {
+    "AccessDeniedException",
+    "DeploymentDoesNotExistException",
+    "ApplicationDoesNotExistException",
+    "RevisionDoesNotExistException",
+}
 IN_FLIGHT = ["Created", "Queued", "InProgress", "Baking", "Ready"]
 ENDED = {"Succeeded", "Failed", "Stopped"}
 
@@ -48,14 +57,23 @@ class Deployments:
             kwargs["nextToken"] = page["nextToken"]
 
     def _function_of(self, deployment_id: str) -> str | None:
-        info = self._c.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
-        if info.get("computePlatform") != "Lambda":
-            return None
-        fetch = appspec_revision_to_fetch(info)
-        content = None
-        if fetch is not None:
-            answer = self._c.get_application_revision(applicationName=fetch.application_name, revision=fetch.revision)
-            content = appspec_content(answer["revision"])
+        # ListDeployments names every team's deployments; the role may read only the fleet's (FleetNamePrefix, ADR
+        # 0005), so AccessDenied on another application's deployment means "not ours", never a failed clean-up.
+        try:
+            info = self._c.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
+            if info.get("computePlatform") != "Lambda":
+                return None
+            fetch = appspec_revision_to_fetch(info)
+            content = None
+            if fetch is not None:
+                answer = self._c.get_application_revision(
+                    applicationName=fetch.application_name, revision=fetch.revision
+                )
+                content = appspec_content(answer["revision"])
+        except ClientError as exc:
+            if error_code(exc) in _NOT_OURS:
+                return None
+            raise
         try:
             target = target_from_deployment(info, content)
         except Exception:

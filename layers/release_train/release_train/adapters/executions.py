@@ -39,6 +39,13 @@ class Executions:
                 return str(details["name"])
         return None
 
+    def stop(self, execution_arn: str, error: str, cause: str) -> None:
+        """StopExecution (error <= 256, cause <= 32,768 characters: API reference); an ended execution stays ended."""
+        try:
+            self._c.stop_execution(executionArn=execution_arn, error=error[:256], cause=cause[:32768])
+        except self._c.exceptions.ExecutionDoesNotExist:
+            return
+
     def approve(self, task_token: str, output: dict[str, Any]) -> None:
         self._answer(lambda: self._c.send_task_success(taskToken=task_token, output=json.dumps(output)))
 

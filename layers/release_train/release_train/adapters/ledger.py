@@ -79,6 +79,7 @@ class ApprovalRecord:
     requested_at: str
     decided_by: str | None = None
     reason: str | None = None
+    identity: str | None = None  # the IAM principal that answered, as AWS authenticated it
 
 
 def _conditional(write: Callable[[], object]) -> bool:
@@ -363,6 +364,7 @@ class Ledger:
             requested_at=item["requested_at"],
             decided_by=item.get("decided_by"),
             reason=item.get("reason"),
+            identity=item.get("identity") or None,
         )
 
     def pending_approvals(self, release_id: str) -> list[ApprovalRecord]:
@@ -370,16 +372,29 @@ class Ledger:
         return [r for r in records if r is not None and r.status == "PENDING"]
 
     def decide_approval(
-        self, release_id: str, stage: str, status: str, by: str, reason: str, expected: str = "PENDING"
+        self,
+        release_id: str,
+        stage: str,
+        status: str,
+        by: str,
+        reason: str,
+        expected: str = "PENDING",
+        identity: str = "",
     ) -> bool:
         """`expected` -> `status`, once (PENDING -> decided by default). False if someone moved it first."""
         return _conditional(
             lambda: self._t.update_item(
                 Key={"PK": f"RELEASE#{release_id}", "SK": f"APPROVAL#{stage}"},
-                UpdateExpression="SET #s = :s, decided_by = :b, reason = :r",
+                UpdateExpression="SET #s = :s, decided_by = :b, reason = :r, #i = :i",
                 ConditionExpression="#s = :pending",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":s": status, ":b": by, ":r": reason, ":pending": expected},
+                ExpressionAttributeNames={"#s": "status", "#i": "identity"},
+                ExpressionAttributeValues={
+                    ":s": status,
+                    ":b": by,
+                    ":r": reason,
+                    ":pending": expected,
+                    ":i": identity,
+                },
             )
         )
 
@@ -520,15 +535,44 @@ class Ledger:
                 "scope": hold.scope,
                 "reason": hold.reason,
                 "by": hold.by,
+                "identity": hold.identity,
                 "at": _iso(now),
             }
         )
+        self._audit(fleet, "hold_put", hold, now)
 
-    def remove_hold(self, fleet: str, scope: str) -> None:
-        self._t.delete_item(Key={"PK": f"FLEET#{fleet}", "SK": f"HOLD#{scope}"})
+    def remove_hold(self, fleet: str, hold: Hold, now: datetime) -> None:
+        """Lifting a hold is audited like putting one: who (name and IAM identity), why, and what it said."""
+        old = self._t.get_item(Key={"PK": f"FLEET#{fleet}", "SK": f"HOLD#{hold.scope}"}, ConsistentRead=True).get(
+            "Item"
+        )
+        self._t.delete_item(Key={"PK": f"FLEET#{fleet}", "SK": f"HOLD#{hold.scope}"})
+        self._audit(fleet, "hold_removed", hold, now, {"was": old["reason"] if old else None})
+
+    def _audit(self, fleet: str, action: str, hold: Hold, now: datetime, extra: dict[str, Any] | None = None) -> None:
+        self._t.put_item(
+            Item={
+                "PK": f"FLEET#{fleet}",
+                "SK": f"AUDIT#{_iso(now)}#{next(_event_counter):06d}#{uuid.uuid4().hex[:8]}",  # as EVENT# keys
+                "action": action,
+                "scope": hold.scope,
+                "reason": hold.reason,
+                "by": hold.by,
+                "identity": hold.identity,
+                "at": _iso(now),
+                **(extra or {}),
+            }
+        )
+
+    def audit(self, fleet: str) -> list[dict[str, Any]]:
+        """The fleet's operator actions (holds put and lifted), oldest first."""
+        return [{k: v for k, v in i.items() if k not in {"PK", "SK"}} for i in self._query(f"FLEET#{fleet}", "AUDIT#")]
 
     def holds(self, fleet: str) -> list[Hold]:
-        return [Hold(i["scope"], i["reason"], i["by"]) for i in self._query(f"FLEET#{fleet}", "HOLD#")]
+        return [
+            Hold(i["scope"], i["reason"], i["by"], i.get("identity", ""))
+            for i in self._query(f"FLEET#{fleet}", "HOLD#")
+        ]
 
     def add_event(self, release_id: str, kind: str, detail: dict[str, Any], now: datetime) -> None:
         self._t.put_item(

@@ -14,3 +14,11 @@ class InvalidInput(ReleaseTrainError):
         self.source = source
         self.problems = problems
         super().__init__(f"{source} is invalid:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class NotAnApprover(ReleaseTrainError):
+    """The caller's IAM identity is not among the stage's approvers: the answer is refused and recorded."""
+
+
+class NoSuchApproval(ReleaseTrainError):
+    """No approval request for that release and stage (a typo, or the stage was never entered)."""

@@ -8,10 +8,21 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatchcase
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from release_train.domain.errors import InvalidInput
 
@@ -42,18 +53,83 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def check_branch(name: str) -> str:
+    """A branch name git accepts (`git check-ref-format --branch`, rules in git-check-ref-format(1)); anything else
+    is a typo or an attempt to make the URL or API call mean another branch."""
+    problems = []
+    if not 1 <= len(name.encode()) <= 255:
+        problems.append("1-255 bytes")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name) or any(c in name for c in " ~^:?*[\\"):
+        problems.append("no spaces, control characters or any of ~ ^ : ? * [ \\")
+    if ".." in name or "@{" in name or name == "@" or "//" in name:
+        problems.append("no '..', '@{', '//' and not '@'")
+    if name.startswith(("-", "/")) or name.endswith(("/", ".", ".lock")):
+        problems.append("may not start with '-' or '/' nor end with '/', '.' or '.lock'")
+    if any(part.startswith(".") or part.endswith(".lock") for part in name.split("/")):
+        problems.append("no path component may start with '.' or end with '.lock'")
+    if problems:
+        raise ValueError(f"'{name}' is not a git branch name ({'; '.join(problems)})")
+    return name
+
+
+# Secrets Manager secret names (CreateSecret `Name`: 1-512 of letters, digits and /_+=.@-) or a secret ARN; the train's
+# roles may read only secrets named under release-train/ (template.yaml), so any other name would fail at run time.
+SECRET_PREFIX = "release-train/"
+_SECRET_ID = re.compile(
+    r"^(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:)?(?P<name>[A-Za-z0-9/_+=.@-]{1,512})$"
+)
+
+
+def check_secret_id(value: str) -> str:
+    match = _SECRET_ID.match(value)
+    if match is None:
+        raise ValueError(f"'{value}' is not a Secrets Manager secret name or ARN (letters, digits and /_+=.@- only)")
+    if not match.group("name").startswith(SECRET_PREFIX):
+        raise ValueError(f"'{value}' must be named under {SECRET_PREFIX} (the train's roles may read only those)")
+    return value
+
+
+Branch = Annotated[str, AfterValidator(check_branch)]
+SecretId = Annotated[str, AfterValidator(check_secret_id)]
+
+
 class CodeCommitSource(_Model):
-    codecommit: Annotated[str, Field(min_length=1, max_length=100, description="repository name")]
-    branch: str = "main"
+    # CodeCommit repository names: 1-100 letters, digits, '.', '_' and '-' (CreateRepository API reference).
+    codecommit: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$", description="repository name")]
+    branch: Branch = "main"
 
 
 class GitHubSource(_Model):
     github: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="owner/repo")]
-    branch: str = "main"
-    token_secret: str | None = Field(default=None, description="Secrets Manager secret id holding a GitHub token")
+
+    @field_validator("github")
+    @classmethod
+    def _no_dot_segments(cls, value: str) -> str:
+        if any(part in {".", ".."} for part in value.split("/")):
+            raise ValueError(f"'{value}': owner and repository may not be '.' or '..' (they are URL path segments)")
+        return value
+
+    branch: Branch = "main"
+    token_secret: SecretId | None = Field(default=None, description="Secrets Manager secret id holding a GitHub token")
 
 
-Source = CodeCommitSource | GitHubSource
+def _source_kind(value: Any) -> str | None:
+    if isinstance(value, CodeCommitSource | GitHubSource):
+        return "codecommit" if isinstance(value, CodeCommitSource) else "github"
+    if isinstance(value, dict):
+        return "codecommit" if "codecommit" in value else "github" if "github" in value else None
+    return None
+
+
+# Tagged by the key it carries, so an error names that source's field instead of both alternatives'.
+Source = Annotated[
+    Annotated[CodeCommitSource, Tag("codecommit")] | Annotated[GitHubSource, Tag("github")],
+    Discriminator(
+        _source_kind,
+        custom_error_type="source_kind",
+        custom_error_message="give either `codecommit: <repository>` or `github: <owner/repo>`",
+    ),
+]
 
 
 class Deploy(_Model):
@@ -107,9 +183,43 @@ class AlarmSelector(_Model):
         return self
 
 
+# Who may answer an approval: IAM principal ARN patterns, `*` the only wildcard, matched against the caller's ARN as
+# STS reports it (GetCallerIdentity `Arn`; a function URL's requestContext.authorizer.iam.userArn), e.g.
+# arn:aws:sts::123456789012:assumed-role/ReleaseManager/* or arn:aws:iam::123456789012:role/ReleaseManager (which
+# matches that role's sessions). The stack's ApproverBoundary bounds them (guardrails.py).
+_APPROVER = re.compile(r"^arn:aws[a-z-]*:(iam|sts)::(\d{12}|\*):[A-Za-z0-9+=,.@_/*-]{1,512}$")
+
+
+def check_approver(value: str) -> str:
+    if not _APPROVER.match(value):
+        raise ValueError(
+            f"'{value}' is not an IAM principal ARN pattern (arn:aws:iam::<account>:role/<name>, "
+            "arn:aws:sts::<account>:assumed-role/<role>/<session> or …:user/<name>; '*' is the only wildcard)"
+        )
+    return value
+
+
+Approver = Annotated[str, AfterValidator(check_approver)]
+_ASSUMED_ROLE = re.compile(r"^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role/([^/]+)/[^/]+$")
+
+
+def matching_approver(patterns: tuple[str, ...], caller_arn: str) -> str | None:
+    """The first pattern that admits the caller, or None. A role session also answers as its role's ARN (an STS
+    assumed-role ARN carries the role's name but not its path, so a pattern naming a role path cannot match it)."""
+    names = [caller_arn]
+    session = _ASSUMED_ROLE.match(caller_arn)
+    if session:
+        partition, account, role = session.groups()
+        names.append(f"arn:{partition}:iam::{account}:role/{role}")
+    return next((p for p in patterns if any(fnmatchcase(name, p) for name in names)), None)
+
+
 class Approval(_Model):
     required: bool = False
     timeout: timedelta = timedelta(hours=24)
+    approvers: Annotated[tuple[Approver, ...], Field(max_length=20)] = Field(
+        default=(), description="IAM principal ARN patterns who may answer (default: defaults.approvers)"
+    )
 
     @field_validator("timeout")
     @classmethod
@@ -153,19 +263,27 @@ class FreezeWindow(_Model):
 
 
 class Notifications(_Model):
-    webhook_secret: str | None = Field(
+    webhook_secret: SecretId | None = Field(
         default=None, description="Secrets Manager secret id holding a Slack-compatible incoming webhook URL"
     )
 
 
 class Defaults(_Model):
-    project: str = "{service}-{stage}"
+    # Carries the stack's default ProjectPrefix (train-): the state machine may start only projects with the prefix.
+    project: str = "train-{service}-{stage}"
     # Builds at once within a wave: bounded by the account's CodeBuild concurrency and inline Map's 40.
     build_concurrency: Annotated[int, Field(ge=1, le=40)] = 10
+    approvers: Annotated[tuple[Approver, ...], Field(max_length=20)] = Field(
+        default=(), description="who may answer an approval in stages that do not name their own approvers"
+    )
 
 
 def _default_stages() -> tuple[Stage, ...]:
-    return (Stage(name="staging", bake=timedelta(days=2)), Stage(name="prod"))
+    # The stack's guardrails require an approval and a minimum bake (default PT1H) on the last stage.
+    return (
+        Stage(name="staging", bake=timedelta(days=2)),
+        Stage(name="prod", bake=timedelta(hours=1), approval=Approval(required=True)),
+    )
 
 
 class Fleet(_Model):
@@ -186,6 +304,12 @@ class Fleet(_Model):
         _no_duplicates("services", [s.name for s in self.services])
         _no_duplicates("stages", [s.name for s in self.stages])
         stage_names = {s.name for s in self.stages}
+        for k, stage in enumerate(self.stages):
+            if stage.approval.required and not self.approvers_for(stage):
+                raise ValueError(
+                    f"stages[{k}].approval.approvers: stage {stage.name} requires an approval but names nobody who "
+                    "may answer; list IAM principal ARN patterns here or in defaults.approvers"
+                )
         for i, service in enumerate(self.services):
             if isinstance(service.project, dict):
                 missing = stage_names - service.project.keys()
@@ -196,13 +320,60 @@ class Fleet(_Model):
                         + (f"; missing {sorted(missing)}" if missing else "")
                         + (f"; unknown stages {sorted(extra)}" if extra else "")
                     )
-            for stage in self.stages:
-                name = self.project_for(service, stage.name)
-                if not _PROJECT_NAME.match(name):
-                    raise ValueError(f"services[{i}].project: '{name}' is not a valid CodeBuild project name")
             if service.deploy is not None:
                 self._check_deploy(i, service, service.deploy, stage_names)
+        self._check_projects(stage_names)
         return self
+
+    def _check_projects(self, stage_names: set[str]) -> None:
+        """Every (service, stage) builds with its own project, and no project can be another stage's: a project is
+        what deploys, so a staging entry naming the prod project would deploy prod before any bake or approval."""
+        owner: dict[str, str] = {}  # project -> the first field that named it
+
+        def claim(project: str, field: str, what: str) -> None:
+            if project in owner:
+                raise ValueError(
+                    f"{field}: project '{project}' ({what}) is already {owner[project]}; each needs its own"
+                )
+            owner[project] = what
+
+        for k, stage in enumerate(self.stages):
+            if stage.test_project is not None:
+                if not _PROJECT_NAME.match(stage.test_project):
+                    raise ValueError(
+                        f"stages[{k}].test_project: '{stage.test_project}' is not a valid CodeBuild project name"
+                    )
+                claim(stage.test_project, f"stages[{k}].test_project", f"the {stage.name} test project")
+        for i, service in enumerate(self.services):
+            service_tokens = set(_tokens(service.name))
+            for stage in self.stages:
+                field = f"services[{i}].project"
+                name = self.project_for(service, stage.name)
+                if not _PROJECT_NAME.match(name):
+                    raise ValueError(f"{field}: '{name}' is not a valid CodeBuild project name")
+                # A name that says it is another stage's (orders-prod for staging) is refused; names that mention no
+                # stage (orders-stg, orders-prd) are the fleet's business.
+                tokens = set(_tokens(name)) - service_tokens
+                other = sorted((tokens & stage_names) - {stage.name})
+                if other and stage.name not in tokens:
+                    raise ValueError(
+                        f"{field}: '{name}' for stage {stage.name} names stage {other[0]}; a stage's project must "
+                        f"not be another stage's"
+                    )
+                claim(name, field, f"the {stage.name} project of {service.name}")
+
+    def approvers_for(self, stage: Stage) -> tuple[str, ...]:
+        return stage.approval.approvers or self.defaults.approvers
+
+    def projects(self) -> list[tuple[str, str]]:
+        """Every (field, project) the train may start: service builds per stage, then the stages' test projects."""
+        found = [
+            (f"services[{i}].project ({stage.name})", self.project_for(service, stage.name))
+            for i, service in enumerate(self.services)
+            for stage in self.stages
+        ]
+        found += [(f"stages[{k}].test_project", s.test_project) for k, s in enumerate(self.stages) if s.test_project]
+        return found
 
     def _check_deploy(self, i: int, service: Service, deploy: Deploy, stage_names: set[str]) -> None:
         unknown = sorted(set(deploy.canary_stages or ()) - stage_names)
@@ -274,6 +445,10 @@ def fill(pattern: str, *, service: str, stage: str, where: str = "pattern") -> s
     if "{" in filled or "}" in filled:
         raise ValueError(f"{where}: unbalanced brace in '{pattern}' (only {{service}} and {{stage}} are placeholders)")
     return filled
+
+
+def _tokens(name: str) -> list[str]:
+    return [t for t in re.split(r"[-_]", name.lower()) if t]
 
 
 def _no_duplicates(field: str, names: list[str]) -> None:

@@ -171,7 +171,8 @@ class AlarmEvidence:
 class Hold:
     scope: str  # a service name, or "*" for the whole fleet
     reason: str
-    by: str
+    by: str  # the name a person gave
+    identity: str = ""  # the IAM principal that put it (STS GetCallerIdentity), beside the name
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import Any
 from release_train.adapters.ledger import Ledger, ReleaseRecord
 from release_train.domain.fleet import Fleet, utc
 from release_train.domain.release import ManifestEntry
+from release_train.events import InvalidEvent
 from release_train.services.ports import NotifierPort
 
 
@@ -30,6 +31,13 @@ class ReleaseContext:
 
     def stage_index(self, stage: str) -> int:
         return [s.name for s in self.fleet.stages].index(stage)
+
+    def require_stage(self, stage: str, event: str, field: str = "stage") -> None:
+        """An event naming a stage the release's pinned fleet does not have is refused before anything is written."""
+        names = [s.name for s in self.fleet.stages]
+        if stage not in names:
+            where = f"release {self.record.release_id} has stages {', '.join(names)}"
+            raise InvalidEvent(event, [f"{field}: unknown stage {stage!r} ({where})"])
 
 
 def notify(notifier: NotifierPort, fleet: Fleet | None, subject: str, body: dict[str, Any]) -> None:

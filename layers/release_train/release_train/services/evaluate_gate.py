@@ -40,6 +40,7 @@ class GateService:
         """Everything the gate looks at for this stage iteration's state, read now; None where unreadable."""
         release_id, stage_name = state["release_id"], state["stage"]["name"]
         ctx = ReleaseContext(self._ledger, release_id)
+        ctx.require_stage(stage_name, "EvaluateGate", "stage.name")
         stage = ctx.fleet.stages[ctx.stage_index(stage_name)]
         now = self._clock.now()
         evidence = Evidence(

@@ -19,6 +19,7 @@ class LoadWaveService:
 
     def load(self, release_id: str, stage: str, wave: int) -> dict[str, Any]:
         ctx = ReleaseContext(self._ledger, release_id)
+        ctx.require_stage(stage, "LoadWave")
         entries = [e for e in ctx.manifest if e.wave == wave]
         now = self._clock.now()
         why = guard(ctx, self._ledger.holds(ctx.fleet.fleet), now, f"{stage} wave {wave}")

@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import Any
 
 from release_train.adapters.ledger import Ledger, ReleaseRecord
-from release_train.adapters.sources import describe
+from release_train.adapters.sources import SourceRejected, SourceUnavailable, describe
 from release_train.domain.errors import InvalidInput
 from release_train.domain.fleet import Fleet
+from release_train.domain.guardrails import Guardrails
 from release_train.domain.live import UNKNOWN
 from release_train.domain.release import (
     ManifestEntry,
@@ -32,28 +33,37 @@ class PlanService:
         executions: ExecutionsPort,
         notifier: NotifierPort,
         clock: ClockPort,
+        guardrails: Guardrails,
     ) -> None:
         self._ledger, self._fleets, self._sources = ledger, fleets, sources
         self._executions, self._notifier, self._clock = executions, notifier, clock
+        self._guardrails = guardrails
 
     def plan(self, raw_input: Any, execution_arn: str, execution_name: str) -> dict[str, Any]:
         # Everything that can be wrong with the input is checked before the first write.
         request = parse_execution_input(raw_input)
-        fleet, fleet_version = self._fleets.load()
+        try:
+            fleet, fleet_version = self._fleets.load()
+            # A fleet file put around `trainctl fleet push` (straight into the bucket) meets the same floor here.
+            self._guardrails.check(fleet, "the fleet in the config bucket")
+        except InvalidInput as exc:
+            # Nothing is written, but a train that did not leave is news (a silent skipped week is the worst case);
+            # SNS only: the fleet's own webhook setting is part of what was refused.
+            self._notifier.send(
+                "Release train did not leave: the fleet was refused",
+                {"kind": "rejected", "reason": str(exc), "lines": exc.problems},
+            )
+            raise
         now = self._clock.now()
         release_id = release_id_for(request, execution_name, now)
-        heads = {s.name: self._sources.head(s.source) for s in fleet.services}
-        baseline_id, baseline = self._ledger.baseline(fleet.fleet)
-        # What changed is what differs from what the last stage runs now (as observed), not from the last release that
-        # succeeded: after a partial deploy or a rollback they differ. Unknown counts as changed.
-        last = self._ledger.live(fleet.fleet).get(fleet.stages[-1].name, {})
-        baseline = {**baseline, **{s: (r.commit if r.known else UNKNOWN) for s, r in last.items()}}
-        changes, unknown = select_services(fleet, request, heads, baseline)
+        names = {s.name for s in fleet.services}
+        unknown = [n for n in request.services if n not in names] if isinstance(request.services, tuple) else []
         if unknown:
             raise InvalidInput("execution input", [f"services: not in fleet {fleet.fleet}: {unknown}"])
 
         self._take_lock(fleet.fleet, release_id, execution_arn, now)
         try:
+            # The release exists before the first source is asked: a source that fails leaves a record and a reason.
             created = self._ledger.create_release(
                 ReleaseRecord(
                     release_id=release_id,
@@ -68,17 +78,53 @@ class PlanService:
                 ),
                 pinned_fleet=fleet.model_dump(mode="json"),
             )
-            if not created:
+            if not created and not self._resumed(release_id, execution_arn):
                 raise ReleaseAlreadyExists(f"release {release_id} was already started; a schedule fires once per week")
+            heads = self._heads(fleet)
+            baseline_id, baseline = self._ledger.baseline(fleet.fleet)
+            # What changed is what differs from what the last stage runs now (as observed), not from the last release
+            # that succeeded: after a partial deploy or a rollback they differ. Unknown counts as changed.
+            last = self._ledger.live(fleet.fleet).get(fleet.stages[-1].name, {})
+            baseline = {**baseline, **{s: (r.commit if r.known else UNKNOWN) for s, r in last.items()}}
+            changes, _ = select_services(fleet, request, heads, baseline)
             return self._plan_release(fleet, release_id, changes, baseline_id, request.requested_by, now)
         except ReleaseAlreadyExists:
             self._ledger.release_lock(fleet.fleet, execution_arn)
             raise
+        except SourceUnavailable:
+            # Transient: the state machine retries PlanRelease with a longer back-off, and this execution resumes its
+            # own release (`_resumed`); if every retry fails, the clean-up closes it (execution FAILED).
+            raise
         except Exception as exc:
-            # We hold the lock and maybe a RUNNING release: close both before the error leaves (invariant 3).
-            self._ledger.close_release(release_id, Status.FAILED, f"plan failed: {exc}", now, "PlanRelease")
+            # We hold the lock and a RUNNING release: close both before the error leaves (invariant 3).
+            reason = f"plan failed: {exc}"
+            if self._ledger.close_release(release_id, Status.FAILED, reason, now, "PlanRelease"):
+                notify(
+                    self._notifier,
+                    fleet,
+                    f"Release {release_id}: FAILED",
+                    {"kind": "failed", "release_id": release_id, "reason": reason, "lines": [reason]},
+                )
             self._ledger.release_lock(fleet.fleet, execution_arn)
             raise
+
+    def _resumed(self, release_id: str, execution_arn: str) -> bool:
+        """A retried PlanRelease of the same execution (after a transient source error) continues its release."""
+        record = self._ledger.release(release_id)
+        return record is not None and record.execution_arn == execution_arn and record.status is Status.RUNNING
+
+    def _heads(self, fleet: Fleet) -> dict[str, str]:
+        """Each distinct (source, branch) is asked once. A permanent error names the service and its source."""
+        resolved: dict[Any, str] = {}
+        heads: dict[str, str] = {}
+        for service in fleet.services:
+            if service.source not in resolved:
+                try:
+                    resolved[service.source] = self._sources.head(service.source)
+                except SourceRejected as exc:
+                    raise SourceRejected(exc.source, f"service {service.name}: {exc.reason}") from None
+            heads[service.name] = resolved[service.source]
+        return heads
 
     def _plan_release(
         self,
@@ -96,7 +142,10 @@ class PlanService:
             reason = f"freeze window '{frozen.reason}' until {iso(frozen.end)}; next open time {iso(reopens)}"
             return self._close_early(fleet, release_id, Status.BLOCKED, reason, now)
         if not changes:
-            reason = f"no service changed since {baseline_id or 'the first release'}"
+            reason = (
+                f"no service's head differs from what {fleet.stages[-1].name} runs "
+                f"(last release {baseline_id or 'none yet'})"
+            )
             return self._close_early(fleet, release_id, Status.NOTHING_TO_RELEASE, reason, now)
 
         entries = [
@@ -194,11 +243,23 @@ class PlanService:
             )
 
     def _supersede_pending_approvals(self, old_release: str, new_release: str, now: datetime) -> bool:
-        """A train waiting only for a human is replaced by the newer train: its approval is rejected with why."""
+        """A train waiting only for a human is replaced by the newer train: its approval is marked SUPERSEDED, its
+        release closed BLOCKED saying why, and its execution stopped. Stopped, not answered: only AnswerApproval may
+        send a task's success or failure (docs/guardrails.md), and nothing was deployed to the waiting stage."""
         pending = self._ledger.pending_approvals(old_release)
+        reason = f"superseded by release {new_release} while waiting for an approval"
         for approval in pending:
-            reason = f"superseded by release {new_release}"
             if self._ledger.decide_approval(old_release, approval.stage, "SUPERSEDED", "release-train", reason):
-                self._executions.reject(approval.task_token, "ApprovalRejected", reason)
                 self._ledger.add_event(old_release, "approval_superseded", {"by": new_release}, now)
-        return bool(pending)
+        if not pending:
+            return False
+        record = self._ledger.release(old_release)
+        if self._ledger.close_release(old_release, Status.BLOCKED, reason, now):
+            self._notifier.send(
+                f"Release {old_release} BLOCKED",
+                {"kind": "blocked", "release_id": old_release, "reason": reason, "lines": [reason]},
+            )
+        if record is not None:
+            # Its clean-up (EventBridge, ABORTED) finds the release closed and only settles what is live.
+            self._executions.stop(record.execution_arn, "Superseded", reason)
+        return True

@@ -6,6 +6,7 @@ from typing import Any
 
 from release_train.adapters.ledger import BuildRecord, Ledger
 from release_train.domain.release import WaveFailed
+from release_train.events import InvalidEvent
 from release_train.services.context import ReleaseContext, build_id_from_cause, build_status
 from release_train.services.live import LiveTracker
 from release_train.services.ports import ClockPort, FunctionsPort
@@ -18,7 +19,15 @@ class RecordWaveService:
 
     def record(self, release_id: str, stage: str, wave: int, results: list[dict[str, Any]]) -> dict[str, Any]:
         ctx = ReleaseContext(self._ledger, release_id)
+        ctx.require_stage(stage, "RecordWave")
         commits = {e.service: e.commit for e in ctx.manifest}
+        strangers = [
+            f"results[{i}].service: {r['service']!r} does not ride release {release_id}"
+            for i, r in enumerate(results)
+            if r["service"] not in commits
+        ]
+        if strangers:  # refused before the first write, not a KeyError halfway through
+            raise InvalidEvent("RecordWave", strangers)
         records = [
             BuildRecord(
                 stage=stage,

@@ -20,6 +20,7 @@ class ApprovalService:
         """Asked on entry to the stage, before anything is deployed to it. A hold or a freeze blocks the stage right
         away (nobody is asked to approve what could not start); they are checked again before each wave."""
         ctx = ReleaseContext(self._ledger, release_id)
+        ctx.require_stage(stage, "RequestApproval")
         now = self._clock.now()
         why = guard(ctx, self._ledger.holds(ctx.fleet.fleet), now, f"stage {stage}")
         if why is not None:
