@@ -1,13 +1,12 @@
 """RequestApproval: an approval guards ENTRY to a stage. Keep the task token, send the packet (what will be deployed,
-the earlier stages' evidence); `trainctl approve|reject` answers through `decide`."""
+the earlier stages' evidence); people answer through AnswerApproval (answer_approval.py), never this function."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from release_train.adapters.ledger import ApprovalRecord, Ledger
-from release_train.domain.errors import InvalidInput
-from release_train.domain.release import ApprovalNotWaiting, ApprovalRejected, WaveBlocked
+from release_train.domain.release import WaveBlocked
 from release_train.services.context import ReleaseContext, guard, iso, notify
 from release_train.services.ports import ClockPort, ExecutionsPort, NotifierPort
 
@@ -66,41 +65,3 @@ class ApprovalService:
             {"kind": "approval", **packet, "lines": lines},
         )
         return {"stage": stage, "status": "PENDING"}
-
-    def decide(self, release_id: str, stage: str, approve: bool, by: str, reason: str = "") -> ApprovalRecord:
-        record = self._ledger.approval(release_id, stage)
-        if record is None:
-            raise InvalidInput("approval", [f"release {release_id} has no approval request for stage {stage}"])
-        status = "APPROVED" if approve else "REJECTED"
-        if not self._ledger.decide_approval(release_id, stage, status, by, reason):
-            current = self._ledger.approval(release_id, stage)
-            why = f"already decided: {current.status if current else '?'}"
-            self._refused(release_id, stage, status, by, why)
-            raise InvalidInput("approval", [why])
-        # Claimed in the ledger first (two approvers cannot both answer); undone if the answer cannot be delivered.
-        try:
-            if approve:
-                self._executions.approve(record.task_token, {"approved_by": by, "reason": reason})
-            else:
-                self._executions.reject(record.task_token, ApprovalRejected.__name__, f"rejected by {by}: {reason}")
-        except ApprovalNotWaiting as exc:
-            self._ledger.decide_approval(release_id, stage, "EXPIRED", by, str(exc), expected=status)
-            self._refused(release_id, stage, status, by, f"Step Functions no longer waits: {exc}")
-            raise InvalidInput(
-                "approval", [f"release {release_id} stage {stage} no longer waits for an answer ({exc})"]
-            ) from exc
-        except Exception:
-            self._ledger.decide_approval(release_id, stage, "PENDING", "", "", expected=status)
-            raise
-        self._ledger.add_event(
-            release_id, "approval_decided", {"stage": stage, "status": status, "by": by}, self._clock.now()
-        )
-        decided = self._ledger.approval(release_id, stage)
-        assert decided is not None
-        return decided
-
-    def _refused(self, release_id: str, stage: str, answer: str, by: str, why: str) -> None:
-        """A refused answer is kept too: who tried to answer what, when, and why it did not count."""
-        self._ledger.add_event(
-            release_id, "approval_refused", {"stage": stage, "answer": answer, "by": by, "why": why}, self._clock.now()
-        )
