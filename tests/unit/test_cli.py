@@ -271,3 +271,56 @@ def test_given_a_running_train_when_cancelled_then_the_execution_is_stopped_with
 
 def datetime_now() -> datetime:
     return datetime(2026, 11, 23, 10, tzinfo=UTC)
+
+
+def _abusive(tmp_path: Path, where: tuple[str | int, ...], value: object) -> Path:
+    """The example fleet with one abuse applied: `value` put at the path `where` in the parsed document."""
+    import yaml
+
+    doc = yaml.safe_load(FLEET_FILE.read_text())
+    parent = doc
+    for key in where[:-1]:
+        parent = parent[key]
+    parent[where[-1]] = value
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "names"),
+    [
+        # staging mapped to the prod project: prod deployed before any bake or approval
+        (
+            ("services", 1, "project"),
+            {"staging": "train-identity-prod", "prod": "train-identity-prod"},
+            "names stage prod",
+        ),
+        (("defaults", "project"), "build-{service}-{stage}", "does not start with ProjectPrefix 'train-'"),
+        (("stages", 1, "approval", "required"), False, "the last stage always requires an approval"),
+        (("stages", 1, "bake"), "PT0S", "shorter than MinimumFinalBake"),
+        (("stages", 1, "name"), "production", None),  # a rename escapes nothing: still valid, still guarded
+        (("defaults", "project"), "train-{service.__class__.__name__}-{stage}", "unknown placeholder"),
+        (("defaults", "project"), "train-{0}-{stage}", "unknown placeholder {0}"),
+        (("services", 0, "source", "branch"), "release 2", "is not a git branch name"),
+        (("services", 3, "source", "token_secret"), "prod/db-password", "must be named under release-train/"),
+        (
+            ("stages", 1, "approval", "approvers"),
+            ["arn:aws:iam::999999999999:role/ReleaseManager"],
+            "outside the stack's ApproverBoundary",
+        ),
+        (("services", 0, "deploy", "functions"), ["company-{stage}-create"], "FleetNamePrefix 'svc-'"),
+    ],
+)
+def test_given_a_fleet_file_that_tries_an_abuse_when_validated_against_the_stack_then_exit_2_names_the_rule(
+    ledger: Ledger, tmp_path: Path, where: tuple[str | int, ...], value: object, names: str | None
+) -> None:
+    _stack()
+    path = _abusive(tmp_path, where, value)
+
+    code, output = _run("fleet", "validate", str(path), "--stack", "release-train")
+
+    if names is None:  # renaming the last stage keeps its guardrails: the file stays valid
+        assert code == 0 and "guardrails of stack release-train: met" in output
+    else:
+        assert (code, names in " ".join(output.split())) == (2, True), output

@@ -188,3 +188,23 @@ def test_given_only_the_layer_changed_when_transformed_then_every_function_publi
 
     assert before.keys() == after.keys() and len(before) >= 10
     assert [f for f in before if before[f] == after[f]] == []
+
+
+def test_given_every_function_when_its_logs_are_looked_up_then_a_log_group_keeps_them_for_the_retention_parameter() -> (
+    None
+):
+    from tests.unit.template.cfn import cfn_template
+
+    cfn = cfn_template()
+    functions = {k for k, v in cfn["Resources"].items() if v["Type"] == "AWS::Lambda::Function"}
+    groups = {
+        v["Properties"]["LogGroupName"]["Fn::Sub"]: v["Properties"]["RetentionInDays"]
+        for v in cfn["Resources"].values()
+        if v["Type"] == "AWS::Logs::LogGroup" and isinstance(v["Properties"]["LogGroupName"], dict)
+    }
+
+    # Lambda writes to /aws/lambda/<function name> (Ref of a function is its name); without a group of ours it would
+    # create one that never expires.
+    assert {f"/aws/lambda/${{{f}}}" for f in functions} <= groups.keys()
+    assert {str(groups[name]) for name in groups} == {"{'Ref': 'LogRetentionDays'}"}
+    assert cfn["Parameters"]["LogRetentionDays"]["Default"] == 90
