@@ -1,4 +1,4 @@
-"""LoadWave: the builds of one wave of one stage, from the pinned manifest (small payload)."""
+"""LoadWave: whether a wave may start and in how many chunks; for a BuildChunk execution, one chunk's builds."""
 
 from __future__ import annotations
 
@@ -17,5 +17,7 @@ service = load_wave_service()
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     request = parse_event(LoadWaveEvent, event)
-    logger.append_keys(release_id=request.release_id, stage=request.stage, wave=request.wave)
+    logger.append_keys(release_id=request.release_id, stage=request.stage, wave=request.wave, chunk=request.chunk)
+    if request.chunk is not None:
+        return service.load_chunk(request.release_id, request.stage, request.wave, request.chunk)
     return service.load(request.release_id, request.stage, request.wave)

@@ -40,6 +40,11 @@ def _deployment(result: SimulationResult, function: str) -> dict[str, Any]:
     return found
 
 
+def _why(deployment: dict[str, Any]) -> str:
+    """A failed deployment's hook invocations: what each check said (the report names it when an assertion fails)."""
+    return json.dumps({"error": deployment.get("error"), "hooks": deployment["hooks"]}, default=str)[:6000]
+
+
 def _prod_build(result: SimulationResult, service: str) -> dict[str, Any]:
     (build,) = [b for b in result.builds if b["stage"] == "prod" and b["service"] == service]
     return build
@@ -100,7 +105,8 @@ def test_given_a_pre_traffic_check_failing_then_no_traffic_reaches_it_and_the_st
     assert read["traffic_reached_new_version"] is False
     for sibling in (f for f in COMPANY if f != "svc-company-prod-read"):
         other = _deployment(result, sibling)
-        assert other["status"] == "Succeeded" and other["rolled_back_by_stack"]
+        assert other["status"] == "Succeeded", _why(other)
+        assert other["rolled_back_by_stack"]
         assert other["final_alias"] == {"version": other["current_version"], "additional_weights": {}}
     assert _prod_build(result, "company-service")["status"] == "FAILED"
     assert result.status == "FAILED" and "company-service" in result.reason
@@ -132,10 +138,10 @@ def test_given_duplicate_hook_delivery_then_each_hook_execution_is_reported_exac
     result = _run("canary-duplicate-delivery")
     for function in COMPANY:
         deployment = _deployment(result, function)
-        assert deployment["status"] == "Succeeded"
+        assert deployment["status"] == "Succeeded", _why(deployment)
         for hook in deployment["hooks"]:
             assert hook["deliveries"] == 2
-            assert hook["reports"] == 1
+            assert hook["reports"] == 1, _why(deployment)
         ids = [c["execution_id"] for c in deployment["report_calls"]]
         assert len(ids) == len(set(ids)) == 2
     assert result.execution_status == "SUCCEEDED"
@@ -189,7 +195,7 @@ def test_given_a_cancel_while_the_canary_shifts_when_run_20_times_then_every_run
             first = story
         # Name what differs (the whole stories are too long for pytest's assertion report).
         differs = {k: {"first": first[k], f"run {run}": v} for k, v in story.items() if v != first[k]}
-        assert differs == {}
+        assert differs == {}, [_why(d) for d in result.deployments if d["status"] == "Failed"]
     assert first is not None and first["status"] == "CANCELLED"
 
 

@@ -439,8 +439,16 @@ def test_given_the_train_redeployed_while_a_release_waits_then_that_release_fini
 ) -> None:
     result = train_upgraded_while_waiting
     assert result.status == "SUCCEEDED"
-    versions = [e["version"].rsplit(":", 1)[1] for e in result.executions]
+    releases = [e for e in result.executions if e["started_by"] is None]
+    versions = [e["version"].rsplit(":", 1)[1] for e in releases]
     assert versions == ["1", "2"]  # week 48 on version 1; week 49 started on the alias, now version 2
+    # Each chunk runs the chunk machine's version deployed with its release's version, even the ones week 48 started
+    # after the upgrade (its prod waves): the release names the chunk version, never the live alias.
+    version_of = {e["arn"]: e["version"] for e in result.executions}
+    chunks = [e for e in result.executions if e["started_by"] is not None]
+    assert chunks and all(
+        "ReleaseTrainChunk" in c["version"] and c["version"][-2:] == version_of[c["started_by"]][-2:] for c in chunks
+    ), [(c["version"], version_of[c["started_by"]]) for c in chunks]
     train = {k: v for k, v in result.invocations_by_version.items() if k.endswith("Function") and "Traffic" not in k}
     # The approver calls the URL on the `live` alias, which the upgrade moved: the front door is the new version.
     assert train.pop("AnswerApprovalFunction") == {"2": 1}
@@ -470,6 +478,18 @@ def test_given_builds_running_when_the_operator_cancels_then_every_running_build
     assert all(b["status"] != "IN_PROGRESS" for b in cancel_during_builds.builds)
     assert {WAVE[b["service"]] for b in _service_builds(cancel_during_builds, "staging")} == {1}
     assert _service_builds(cancel_during_builds, "prod") == []
+
+
+def test_given_builds_running_when_the_operator_cancels_then_the_chunk_execution_is_stopped_with_the_release(
+    cancel_during_builds: SimulationResult,
+) -> None:
+    """Stopping the release stops its running chunk execution (Step Functions stops a .sync:2 child; ADR 0007), and
+    that chunk's Build tasks stop their builds: nothing of the release runs on."""
+    release = next(e for e in cancel_during_builds.executions if e["started_by"] is None)
+    chunks = [e for e in cancel_during_builds.executions if e["started_by"] == release["arn"]]
+
+    assert release["status"] == "ABORTED"
+    assert [c["status"] for c in chunks] == ["ABORTED"]  # staging wave 1's only chunk; no later one started
 
 
 def test_given_a_cancelled_release_when_eventbridge_delivers_the_status_change_again_then_nothing_changes(
@@ -673,7 +693,7 @@ def test_given_a_branch_github_does_not_have_then_the_release_fails_naming_servi
     result = source_not_found
     assert result.status == "FAILED"
     assert "service orders" in result.reason and "github:acme/orders@release" in result.reason
-    assert "HTTP 404" in result.reason
+    assert "no such branch" in result.reason  # GitHub GraphQL: `ref: null` (the script says 404)
     assert result.builds == []
     assert result.lock_held_after is False
     assert [r["release_id"] for r in result.fleet_releases] == ["2026-W48"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -114,7 +115,8 @@ def test_given_the_schedule_event_when_plan_release_runs_then_the_release_is_pla
     stack: Stack,
 ) -> None:
     module = handler_module("plan_release")
-    module.service._sources = type("Heads", (), {"head": lambda self, source: API_COMMIT})()  # moto has no GetBranch
+    # moto has no GetBranch
+    module.service._sources = type("Heads", (), {"heads": lambda self, sources: dict.fromkeys(sources, API_COMMIT)})()
 
     plan = module.handler(load_event("plan_release/schedule.json"), FakeLambdaContext())
 
@@ -125,35 +127,75 @@ def test_given_the_schedule_event_when_plan_release_runs_then_the_release_is_pla
     )
 
 
-def test_given_staging_passed_when_load_wave_runs_for_prod_then_it_returns_the_prod_builds(stack: Stack) -> None:
+def test_given_staging_passed_when_load_wave_runs_for_prod_then_it_returns_the_chunks(stack: Stack) -> None:
     planned(stack.ledger)
     stack.ledger.record_builds("2026-W48", [BuildRecord("staging", "api", "SUCCEEDED", "b:1", API_COMMIT, 1)])
 
     result = _invoke("load_wave", load_event("load_wave/prod_wave1.json"))
 
+    assert result == {"chunks": [0], "chunk_concurrency": 1, "parallel_chunks": 1}
+
+
+def test_given_a_chunk_when_load_wave_runs_for_it_then_it_returns_the_chunks_builds(stack: Stack) -> None:
+    planned(stack.ledger)
+
+    result = _invoke("load_wave", load_event("load_wave/prod_wave1_chunk0.json"))
+
     assert result == {"builds": [{"service": "api", "project": "train-api-prod", "commit": API_COMMIT}]}
 
 
-def test_given_succeeded_builds_when_record_wave_runs_then_they_are_in_the_ledger(stack: Stack) -> None:
+def test_given_succeeded_builds_when_record_wave_runs_for_the_chunk_then_they_are_in_the_ledger(stack: Stack) -> None:
     planned(stack.ledger)
 
-    _invoke("record_wave", load_event("record_wave/staging_wave1_succeeded.json"))
+    result = _invoke("record_wave", load_event("record_wave/staging_wave1_chunk0_succeeded.json"))
 
+    assert result == {"chunk": 0, "builds": 1, "failed": 0}
     assert [(b.service, b.status, b.commit) for b in stack.ledger.builds("2026-W48", "staging")] == [
         ("api", "SUCCEEDED", API_COMMIT)
     ]
 
 
-def test_given_a_failed_build_when_record_wave_runs_then_wave_failed_keeps_the_build_id_from_the_cause(
+def test_given_a_failed_build_when_record_wave_summarises_it_then_the_summary_keeps_id_status_and_phase(
+    stack: Stack,
+) -> None:
+    event = load_event("record_wave/staging_build_failed.json")
+
+    result = _invoke("record_wave", event)
+
+    assert result == load_event("record_wave/staging_wave1_chunk0_failed.json")["results"][0]
+    assert len(json.dumps(result)) < len(json.dumps(event["failed"]))
+
+
+def test_given_a_failed_build_recorded_when_record_wave_decides_the_wave_then_wave_failed_names_it(
     stack: Stack,
 ) -> None:
     planned(stack.ledger)
+    _invoke("record_wave", load_event("record_wave/staging_wave1_chunk0_failed.json"))
 
-    with pytest.raises(Exception, match="staging wave 1: 1 of 1 builds failed") as caught:
-        _invoke("record_wave", load_event("record_wave/staging_wave1_build_failed.json"))
+    with pytest.raises(Exception, match="staging wave 1: 1 of 1 builds failed: api \\(FAILED\\)") as caught:
+        _invoke("record_wave", load_event("record_wave/staging_wave1.json"))
 
     assert type(caught.value).__name__ == "WaveFailed"
     assert stack.ledger.builds("2026-W48")[0].build_id == "train-api-staging:0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+
+
+def test_given_a_chunk_that_never_recorded_when_record_wave_decides_the_wave_then_its_services_failed(
+    stack: Stack,
+) -> None:
+    planned(stack.ledger)
+    event = {
+        **load_event("record_wave/staging_wave1.json"),
+        "chunks": [{"chunk": 0, "status": "FAILED", "error": "States.Timeout"}],
+    }
+
+    with pytest.raises(Exception, match="1 of 1 builds failed: api"):
+        _invoke("record_wave", event)
+
+    (build,) = stack.ledger.builds("2026-W48")
+    assert (build.status, build.error) == (
+        "FAILED",
+        "chunk 0 of the wave ended without recording this build: States.Timeout",
+    )
 
 
 def test_given_a_prod_approval_event_when_request_approval_runs_then_the_token_is_kept_and_people_are_asked(

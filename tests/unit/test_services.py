@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +12,7 @@ import pytest
 from moto import mock_aws
 
 from release_train.adapters.ledger import ApprovalRecord, BuildRecord, Ledger, Lock
+from release_train.adapters.sources import describe
 from release_train.domain.errors import InvalidInput, NoSuchApproval, NotAnApprover
 from release_train.domain.fleet import Fleet, Source, parse_fleet
 from release_train.domain.guardrails import Guardrails
@@ -33,6 +34,7 @@ from release_train.services import (
     RecordFailureService,
     RecordWaveService,
 )
+from release_train.services.record_wave import summarise_failure
 from tests.unit.adapters.ledger_table import all_items, create_ledger_table
 
 MONDAY = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # 2026-W48
@@ -52,7 +54,7 @@ freeze_windows:
   - {start: 2026-12-28T00:00:00Z, end: 2027-01-04T00:00:00Z, reason: New-year freeze}
 services:
   - {name: api, source: {codecommit: api, branch: release}, wave: 1}
-  - {name: web, source: {github: acme/web, branch: release}, wave: 2}
+  - {name: web, source: {github: acme/web, branch: release, token_secret: release-train/github-token}, wave: 2}
 """
 HEADS = {"api": "a" * 40, "web": "b" * 40}
 
@@ -82,13 +84,18 @@ class FakeFleets:
 
 @dataclass
 class FakeSources:
-    heads: dict[str, str] = field(default_factory=lambda: dict(HEADS))
+    by_repo: dict[str, str] = field(default_factory=lambda: dict(HEADS))  # repository -> its branch's head
     resolved: list[str] = field(default_factory=list)
+    asked: list[list[Source]] = field(default_factory=list)  # each `heads` call's sources
 
     def head(self, source: Source) -> str:
         repo = getattr(source, "codecommit", None) or getattr(source, "github", "").split("/")[-1]
         self.resolved.append(repo)
-        return self.heads[repo]
+        return self.by_repo[repo]
+
+    def heads(self, sources: Sequence[Source]) -> dict[Source, str]:
+        self.asked.append(list(sources))
+        return {source: self.head(source) for source in sources}
 
 
 @dataclass
@@ -183,8 +190,21 @@ class FakeDeployments:
 
 class _Waves:
     def __init__(self, world: World) -> None:
-        self.load = LoadWaveService(world.ledger, world.functions, world.clock).load
-        self.record = RecordWaveService(world.ledger, world.functions, world.clock).record
+        loader = LoadWaveService(world.ledger, world.functions, world.clock)
+        self.load, self.load_chunk = loader.load, loader.load_chunk
+        self.recorder = RecordWaveService(world.ledger, world.functions, world.clock)
+
+    def record(self, release_id: str, stage: str, wave: int, results: list[dict[str, Any]]) -> dict[str, Any]:
+        """A one-chunk wave as the state machines run it: BuildFailed summarises each failure (from its Catch's
+        error and cause), RecordChunk writes the chunk, RecordWave decides."""
+        items = [
+            r
+            if r["status"] == "SUCCEEDED"
+            else summarise_failure(r["service"], r.get("error", "States.TaskFailed"), r.get("cause"))
+            for r in results
+        ]
+        self.recorder.record_chunk(release_id, stage, wave, 0, items)
+        return self.recorder.record(release_id, stage, wave, [{"chunk": 0, "status": "SUCCEEDED"}])
 
 
 class _Closer:
@@ -341,6 +361,21 @@ def test_given_changed_services_when_planning_then_the_manifest_pins_each_head(w
     }
 
 
+def test_given_services_sharing_a_branch_when_planning_then_all_heads_are_asked_once_in_one_call(
+    world: World,
+) -> None:
+    world.fleets.fleet = parse_fleet(
+        FLEET_YAML + "  - {name: api-worker, source: {codecommit: api, branch: release}, wave: 2}\n"
+    )
+
+    world.plan()
+
+    (asked,) = world.sources.asked  # one call for the whole fleet: the adapter batches and overlaps the lookups
+    assert [describe(s) for s in asked] == ["codecommit:api@release", "github:acme/web@release"]
+    pinned = {e.service: e.commit for e in world.ledger.manifest("2026-W48")}
+    assert pinned == {"api": HEADS["api"], "api-worker": HEADS["api"], "web": HEADS["web"]}
+
+
 def test_given_a_plan_when_it_succeeds_then_this_execution_holds_the_lock(world: World) -> None:
     world.plan()
 
@@ -383,8 +418,8 @@ def test_given_the_same_schedule_firing_twice_when_the_second_starts_then_releas
 def test_given_a_finished_release_when_its_schedule_fires_again_then_it_is_refused_and_the_lock_is_free(
     world: World,
 ) -> None:
-    world.sources.heads = {"api": "a" * 40, "web": "b" * 40}
-    world.ledger.set_baseline("acme", "2026-W47", dict(world.sources.heads))
+    world.sources.by_repo = {"api": "a" * 40, "web": "b" * 40}
+    world.ledger.set_baseline("acme", "2026-W47", dict(world.sources.by_repo))
     world.plan(EXEC_A)  # nothing changed: closes itself and frees the lock
 
     with pytest.raises(ReleaseAlreadyExists):
@@ -515,7 +550,7 @@ def test_given_nothing_changed_when_planning_then_nothing_to_release_and_the_loc
 def test_given_a_source_failing_mid_plan_when_planning_then_the_release_is_closed_failed_without_a_manifest(
     world: World,
 ) -> None:
-    world.sources.heads = {"api": "a" * 40}  # web cannot be resolved (an unexpected error, not a SourceError)
+    world.sources.by_repo = {"api": "a" * 40}  # web cannot be resolved (an unexpected error, not a SourceError)
 
     with pytest.raises(KeyError):
         world.plan()
@@ -547,6 +582,27 @@ def test_given_a_permanent_source_error_when_planning_then_the_release_exists_fa
     assert record.reason == "plan failed: github:acme/web@release: service web: no such repository or branch (HTTP 404)"
     assert [b["kind"] for _, b in world.notifier.sent][-1] == "failed"
     assert world.ledger.lock("acme") is None
+
+
+def test_given_a_rejected_source_shared_by_services_when_planning_then_the_first_service_on_it_is_named(
+    world: World,
+) -> None:
+    from release_train.adapters.sources import SourceRejected
+
+    world.fleets.fleet = parse_fleet(
+        FLEET_YAML
+        + "  - {name: web-admin, source: {github: acme/web, branch: release, token_secret: release-train/github-token},"
+        " wave: 2}\n"
+    )
+
+    class Refusing(FakeSources):
+        def heads(self, sources: Sequence[Source]) -> dict[Source, str]:
+            raise SourceRejected("github:acme/web@release", "no such branch (GitHub answered ref: null)")
+
+    world.sources = Refusing()
+
+    with pytest.raises(SourceRejected, match=r"^github:acme/web@release: service web: no such branch"):
+        world.plan()
 
 
 def test_given_a_transient_source_error_when_planning_then_the_release_stays_running_and_a_retry_resumes_it(
@@ -606,8 +662,10 @@ def test_given_staging_passed_when_prod_loads_a_wave_then_it_builds_the_pinned_c
     _staging_built(world, HEADS["api"])
 
     loaded = world.waves().load("2026-W48", "prod", 1)
+    chunk = world.waves().load_chunk("2026-W48", "prod", 1, 0)
 
-    assert loaded == {"builds": [{"service": "api", "project": "train-api-prod", "commit": HEADS["api"]}]}
+    assert loaded == {"chunks": [0], "chunk_concurrency": 1, "parallel_chunks": 1}
+    assert chunk == {"builds": [{"service": "api", "project": "train-api-prod", "commit": HEADS["api"]}]}
 
 
 def test_given_a_commit_that_failed_staging_when_prod_loads_the_wave_then_promotion_is_refused(world: World) -> None:
@@ -826,7 +884,9 @@ def test_given_a_stopped_build_whose_alias_moved_then_what_runs_is_unknown_until
     world.functions.aliases["svc-api-staging-fn"] = "4"  # no commit in its description: cannot tell whose it is
 
     with pytest.raises(WaveFailed):
-        world.waves().record("2026-W48", "staging", 1, [{"service": "api", "status": "STOPPED", "cause": "{}"}])
+        world.waves().record(
+            "2026-W48", "staging", 1, [{"service": "api", "status": "FAILED", "cause": '{"BuildStatus": "STOPPED"}'}]
+        )
 
     api = world.ledger.live("acme")["staging"]["api"]
     assert api.commit == "unknown" and "aliases moved: svc-api-staging-fn" in api.how
@@ -866,7 +926,8 @@ def test_given_a_hold_or_a_freeze_beginning_between_two_waves_then_the_later_wav
 def test_given_a_freeze_that_ended_a_second_ago_when_a_wave_starts_then_it_may(world: World) -> None:
     world.plan(EXEC_A)
     world.clock.moment = datetime(2027, 1, 4, 0, 0, tzinfo=UTC)  # both windows chain and end here (end exclusive)
-    assert world.waves().load("2026-W48", "staging", 1)["builds"][0]["service"] == "api"
+    assert world.waves().load("2026-W48", "staging", 1)["chunks"] == [0]
+    assert world.waves().load_chunk("2026-W48", "staging", 1, 0)["builds"][0]["service"] == "api"
 
 
 def test_given_a_failed_prod_release_with_the_stop_policy_then_it_says_what_runs_and_touches_nothing(

@@ -6,14 +6,25 @@ the canary stages waits for the CodeDeploy deployments (codedeploy.py). A stoppe
 but what it started in CloudFormation and CodeDeploy goes on (AWS does not stop a stack update when the build that
 asked for it is stopped).
 
+The account's concurrent-build quota (scenario `codebuild.concurrent_builds`; CodeBuild User Guide, "Builds in AWS
+CodeBuild"): a build over it waits in phase QUEUED (buildStatus IN_PROGRESS) and starts when a running build ends;
+one still queued after its queuedTimeoutInMinutes ends TIMED_OUT, its QUEUED phase TIMED_OUT. At most five times the
+quota may wait; StartBuild beyond that is refused with AccountLimitExceededException. AWS says the order in which
+queued builds start cannot be predicted; the sandbox starts them first in, first out, so a run is reproducible. A
+build whose slot frees at the very instant its queue timeout comes due starts: the timeout is decided only after
+everything due at that instant has settled.
+
 Response shapes follow the CodeBuild API reference (StartBuild, BatchGetBuilds, StopBuild, ListBuildsForProject,
 BatchGetReports); every answer is checked against botocore's output shape by the router (emulators.py).
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import uuid
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -26,6 +37,8 @@ if TYPE_CHECKING:
     from trainctl.sandbox.emulators import World
 
 TERMINAL = ("SUCCEEDED", "FAILED", "FAULT", "STOPPED", "TIMED_OUT")
+DEFAULT_QUEUED_TIMEOUT_MINUTES = 480  # CreateProject API reference: queuedTimeoutInMinutes 5-480, default 8 hours
+QUEUE_FACTOR = 5  # "The maximum number of builds in a queue is five times the concurrent build limit."
 
 
 @dataclass
@@ -37,11 +50,14 @@ class Build:
     service: str | None  # None for a stage's test project
     source_version: str | None
     env: dict[str, str]
-    start_v: float
+    start_v: float  # submitted (Build.startTime)
+    queued_timeout_minutes: int = DEFAULT_QUEUED_TIMEOUT_MINUTES
+    run_v: float | None = None  # left the queue and began to run; None while queued (or if it never ran)
     report_arns: list[str] = field(default_factory=list)
     final: str | None = None  # CodeBuild's buildStatus once the build ended
     end_v: float | None = None
     done: vtime.VEvent = field(default_factory=vtime.VEvent)
+    admitted: vtime.VEvent = field(default_factory=vtime.VEvent)  # set when it gets one of the account's slots
     stop_requested: vtime.VEvent = field(default_factory=vtime.VEvent)
     deployments: list[str] = field(default_factory=list)  # ids of the CodeDeploy deployments its deploy started
 
@@ -66,11 +82,15 @@ class CodeBuild:
     def __init__(self, world: World) -> None:
         self.world = world
         self.projects: dict[str, tuple[str, str | None]] = {}  # project -> (stage, service or None for tests)
+        self.queued_timeouts: dict[str, int] = {}  # project -> its queuedTimeoutInMinutes, when registered with one
         self.builds: dict[str, Build] = {}
         self.reports: dict[str, Report] = {}
         self.throttles_left: dict[tuple[str, str], int] = {}
         self.start_calls = 0
         self.throttled_calls = 0
+        self.running = 0  # builds holding one of the account's concurrent-build slots
+        self.queue: deque[Build] = deque()  # builds waiting for a slot, oldest first
+        self.most_queued = 0  # the longest the queue ever was
         self._lock = threading.Lock()
 
     def routes(self) -> dict[tuple[str, str], Route]:
@@ -82,8 +102,22 @@ class CodeBuild:
             ("codebuild", "BatchGetReports"): self.batch_get_reports,
         }
 
-    def register_project(self, project: str, stage: str, service: str | None) -> None:
+    def register_project(
+        self, project: str, stage: str, service: str | None, queued_timeout_minutes: int | None = None
+    ) -> None:
+        """`queued_timeout_minutes`: the project's queuedTimeoutInMinutes (default: the scenario's, 480 unless set)."""
         self.projects[project] = (stage, service)
+        if queued_timeout_minutes is not None:
+            self.queued_timeouts[project] = queued_timeout_minutes
+
+    @property
+    def concurrent_builds(self) -> int | None:
+        return self.world.scenario.codebuild.concurrent_builds
+
+    def queued_seconds(self, build: Build) -> float:
+        """How long the build waited for a slot (so far, if it still waits)."""
+        left = build.run_v if build.run_v is not None else build.end_v
+        return (self.world.clock.elapsed if left is None else left) - build.start_v
 
     def ended(self, build_id: str) -> vtime.VEvent:
         return self.builds[build_id].done
@@ -106,11 +140,16 @@ class CodeBuild:
                 if left > 0:
                     self.throttles_left[key] = left - 1
                     self.throttled_calls += 1
-                    # StartBuild over the account's concurrent-build quota (CodeBuild API reference, Errors).
+                    if behaviour.throttle_code == "ThrottlingException":
+                        raise ApiError("ThrottlingException", "Rate exceeded")  # CodeBuild API reference, Common Errors
+                    # StartBuild over an account limit (CodeBuild API reference, StartBuild, Errors).
                     raise ApiError(
                         "AccountLimitExceededException", "Cannot have more than 20 active builds for the account"
                     )
         build_id = f"{project}:{uuid.uuid4()}"
+        queued_timeout = params.get("queuedTimeoutInMinutesOverride") or self.queued_timeouts.get(
+            project, self.world.scenario.codebuild.queued_timeout_minutes
+        )
         build = Build(
             id=build_id,
             arn=f"arn:aws:codebuild:{self.world.region}:{ACCOUNT}:build/{build_id}",
@@ -120,14 +159,32 @@ class CodeBuild:
             source_version=params.get("sourceVersion"),
             env=env,
             start_v=self.world.clock.elapsed,
+            queued_timeout_minutes=int(queued_timeout),
         )
+        limit = self.concurrent_builds
         with self._lock:
+            if limit is not None and self.running >= limit and len(self.queue) >= QUEUE_FACTOR * limit:
+                self.throttled_calls += 1
+                # The queue is full: StartBuild is refused (AccountLimitExceededException, as AWS words it).
+                raise ApiError(
+                    "AccountLimitExceededException",
+                    f"Cannot have more than {QUEUE_FACTOR * limit} builds in queue for the account",
+                )
             self.builds[build_id] = build
+            if not self.queue and (limit is None or self.running < limit):
+                build.run_v = self.world.clock.elapsed
+                self.running += 1
+            else:
+                self.queue.append(build)
+                self.most_queued = max(self.most_queued, len(self.queue))
+        if build.run_v is not None:
+            build.admitted.set()  # nobody waits on it yet
         if service is None:
-            vtime.spawn(lambda: self._run_tests(build), f"build:{build_id}")
+            work: Callable[[], None] = functools.partial(self._run_tests, build)
         else:
             assert behaviour is not None
-            vtime.spawn(lambda: self._run_service(build, behaviour), f"build:{build_id}")
+            work = functools.partial(self._run_service, build, behaviour)
+        vtime.spawn(lambda: self._lifecycle(build, work), f"build:{build_id}")
         return {"build": self._describe(build)}
 
     def batch_get_builds(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -177,6 +234,27 @@ class CodeBuild:
 
     # --- builds in virtual time -------------------------------------------------------------------------------
 
+    def _lifecycle(self, build: Build, work: Callable[[], None]) -> None:
+        if self._queued(build):
+            work()
+
+    def _queued(self, build: Build) -> bool:
+        """Wait for a slot: True once the build runs; False if it was stopped or timed out in the queue.
+
+        The timeout wakes as a PERSON does: after every machine due at the same instant settled, so a build whose
+        slot frees at exactly queuedTimeoutInMinutes starts instead of timing out (whichever thread ran first)."""
+        vtime.current().wait_any(
+            (build.admitted, build.stop_requested), build.queued_timeout_minutes * 60.0, klass=vtime.PERSON
+        )
+        with self._lock:
+            if build.final is not None:
+                return False  # stopped while queued
+            if build.run_v is not None:
+                return True
+            admitted = self._finish_locked(build, "TIMED_OUT")
+        self._announce(build, admitted)
+        return False
+
     def _run_tests(self, build: Build) -> None:
         run = self.world.scenario.tests.get(build.stage) or TestRun()
         passed, failed = run.passed, run.failed
@@ -209,8 +287,31 @@ class CodeBuild:
         with self._lock:
             if build.final is not None:
                 return
-            build.final, build.end_v = status, self.world.clock.elapsed
+            admitted = self._finish_locked(build, status)
+        self._announce(build, admitted)
+
+    def _finish_locked(self, build: Build, status: str) -> list[Build]:
+        """End the build (under the lock); a build that held a slot hands it to the oldest queued ones."""
+        now = self.world.clock.elapsed
+        build.final, build.end_v = status, now
+        if build.run_v is None:
+            self.queue.remove(build)
+            return []
+        self.running -= 1
+        limit = self.concurrent_builds
+        admitted: list[Build] = []
+        while self.queue and (limit is None or self.running < limit):
+            waiting = self.queue.popleft()
+            waiting.run_v = now
+            self.running += 1
+            admitted.append(waiting)
+        return admitted
+
+    @staticmethod
+    def _announce(build: Build, admitted: list[Build]) -> None:
         build.done.set()
+        for waiting in admitted:
+            waiting.admitted.set()
 
     # --- shapes -------------------------------------------------------------------------------------------------
 
@@ -222,9 +323,11 @@ class CodeBuild:
             "arn": build.arn,
             "projectName": build.project,
             "buildStatus": status,
-            "currentPhase": "COMPLETED" if build.final else "BUILD",
+            "currentPhase": "COMPLETED" if build.final else "QUEUED" if build.run_v is None else "BUILD",
             "buildComplete": build.final is not None,
             "startTime": _at(clock, build.start_v),
+            "phases": self._phases(build),
+            "queuedTimeoutInMinutes": build.queued_timeout_minutes,
             "environment": {
                 "type": "ARM_CONTAINER",
                 "image": "aws/codebuild/amazonlinux-aarch64-standard:3.0",
@@ -233,6 +336,34 @@ class CodeBuild:
             },
             "reportArns": list(build.report_arns),
             "initiator": "release-train",
+            # What a real build description also carries (BatchGetBuilds' Build shape): it is why a failed .sync
+            # build's cause is ~3-4 KB, and what the train must not copy into its payloads (ADR 0007).
+            "source": {
+                "type": "CODECOMMIT",
+                "location": f"https://git-codecommit.{self.world.region}.amazonaws.com/v1/repos/{build.project}",
+                "gitCloneDepth": 1,
+                "gitSubmodulesConfig": {"fetchSubmodules": False},
+                "buildspec": "buildspec.yml",
+                "insecureSsl": False,
+            },
+            "secondarySources": [],
+            "secondarySourceVersions": [],
+            "artifacts": {"location": "", "encryptionDisabled": False},
+            "cache": {"type": "NO_CACHE"},
+            "serviceRole": f"arn:aws:iam::{ACCOUNT}:role/service-role/codebuild-{build.project}-service-role",
+            "logs": {
+                "groupName": f"/aws/codebuild/{build.project}",
+                "streamName": build.id.split(":", 1)[-1],
+                "deepLink": "https://console.aws.amazon.com/cloudwatch/home?region="
+                f"{self.world.region}#logsV2:log-groups/log-group/$252Faws$252Fcodebuild$252F{build.project}"
+                f"/log-events/{build.id.split(':', 1)[-1]}",
+                "cloudWatchLogsArn": f"arn:aws:logs:{self.world.region}:{ACCOUNT}:log-group:/aws/codebuild/"
+                f"{build.project}:log-stream:{build.id.split(':', 1)[-1]}",
+                "cloudWatchLogs": {"status": "ENABLED"},
+                "s3Logs": {"status": "DISABLED", "encryptionDisabled": False},
+            },
+            "timeoutInMinutes": 60,
+            "encryptionKey": f"arn:aws:kms:{self.world.region}:{ACCOUNT}:alias/aws/s3",
         }
         if build.source_version:
             described["sourceVersion"] = build.source_version
@@ -240,6 +371,38 @@ class CodeBuild:
         if build.end_v is not None:
             described["endTime"] = _at(clock, build.end_v)
         return described
+
+    def _phases(self, build: Build) -> list[dict[str, Any]]:
+        """SUBMITTED, QUEUED, then the build's work as one BUILD phase (the sandbox does not split it into INSTALL,
+        PRE_BUILD...), then COMPLETED, which has no status (BatchGetBuilds, BuildPhase)."""
+        clock = self.world.clock
+
+        def phase(kind: str, start: float, end: float | None, status: str | None) -> dict[str, Any]:
+            shown: dict[str, Any] = {"phaseType": kind, "startTime": _at(clock, start)}
+            if status is not None:
+                shown["phaseStatus"] = status
+            if status == "FAILED" and kind == "BUILD":  # what CodeBuild says of a command that exited non-zero
+                shown["contexts"] = [
+                    {
+                        "statusCode": "COMMAND_EXECUTION_ERROR",
+                        "message": "Error while executing command: sam deploy --no-fail-on-empty-changeset. "
+                        "Reason: exit status 1",
+                    }
+                ]
+            if end is not None and kind != "COMPLETED":
+                shown["endTime"] = _at(clock, end)
+                shown["durationInSeconds"] = round(end - start)
+            return shown
+
+        phases = [phase("SUBMITTED", build.start_v, build.start_v, "SUCCEEDED")]
+        if build.run_v is not None:
+            phases.append(phase("QUEUED", build.start_v, build.run_v, "SUCCEEDED"))
+            phases.append(phase("BUILD", build.run_v, build.end_v, build.final or "IN_PROGRESS"))
+        else:
+            phases.append(phase("QUEUED", build.start_v, build.end_v, build.final or "IN_PROGRESS"))
+        if build.final is not None and build.end_v is not None:
+            phases.append(phase("COMPLETED", build.end_v, None, None))
+        return phases
 
     def _project_arn(self, project: str) -> str:
         return f"arn:aws:codebuild:{self.world.region}:{ACCOUNT}:project/{project}"

@@ -23,6 +23,7 @@ Tested against moto >=5.2.3,<5.3 (pinned in pyproject.toml). Numbers refer to ..
 10. Task tokens behave as in AWS: an answer after the task timed out, after it was answered, or after its execution
     stopped is refused with TaskTimedOut ("The task token has either expired or the task associated with the token
     has already been closed", SendTaskSuccess API reference); an unknown token is InvalidToken.
+Also: the 256 KiB payload and 25,000-event history limits, as AWS enforces them (limits.py, installed last by apply()).
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ import datetime as _dt
 import functools
 import json
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from moto.awslambda.responses import LambdaResponse
 from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.core.botocore_stubber import BotocoreStubber
 from moto.core.exceptions import AWSError
 from moto.core.responses import ActionResult, EmptyResult
 from moto.stepfunctions.exceptions import InvalidToken
@@ -55,6 +58,9 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
     StateTaskServiceCallback,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+    StateTaskServiceSfn,
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.asl.eval.callback.callback import (
@@ -179,6 +185,13 @@ def _start_build_parameters() -> frozenset[str]:
     return frozenset(name[:1].upper() + name[1:] for name in members)
 
 
+@functools.cache
+def _codebuild_errors() -> frozenset[str]:
+    import botocore.session
+
+    return frozenset(s.name for s in botocore.session.get_session().get_service_model("codebuild").error_shapes)
+
+
 class StateTaskServiceCodeBuild(StateTaskServiceCallback):  # type: ignore[misc]
     def __init__(self) -> None:
         # WaitForTaskToken is listed only so moto builds the callback endpoint its .sync path always tears down
@@ -200,8 +213,11 @@ class StateTaskServiceCodeBuild(StateTaskServiceCallback):  # type: ignore[misc]
         response = getattr(ex, "response", None)
         if isinstance(response, dict) and "Error" in response:
             # An AWS SDK error inside an optimized integration is named <Service>.<ErrorCode>
-            # (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html).
-            name = f"CodeBuild.{response['Error']['Code']}"
+            # (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html) for the errors the
+            # service's model defines; one it does not (ThrottlingException, a Common Error) surfaces as the SDK's
+            # base exception, as Lambda's do (`Lambda.AWSLambdaException`, bp-lambda-serviceexception.html).
+            code = str(response["Error"]["Code"])
+            name = f"CodeBuild.{code}" if code in _codebuild_errors() else "CodeBuild.AWSCodeBuildException"
             return FailureEvent(
                 env=env,
                 error_name=CustomErrorName(name),
@@ -293,12 +309,109 @@ class StateTaskServiceCodeBuild(StateTaskServiceCallback):  # type: ignore[misc]
         return resolve
 
 
+# --- 12. startExecution.sync:2: wait for the child's end, and stop it when the parent stops ---------------------
+
+_ended: dict[str, vtime.VEvent] = {}
+_ended_lock = threading.Lock()
+
+
+def _ended_event(execution_arn: str) -> vtime.VEvent:
+    """Set when the execution's worker has finished (any status). Made by whoever asks first: the parent may ask
+    before the child's worker ends, or after."""
+    with _ended_lock:
+        event = _ended.get(execution_arn)
+        if event is None:
+            event = _ended[execution_arn] = vtime.VEvent()
+        return event
+
+
+class StateTaskServiceSfnEvents(StateTaskServiceSfn):  # type: ignore[misc]
+    """moto polls DescribeExecution every 0.5 s (in virtual time: thousands of wake-ups over a chunk's hours) and, when
+    the parent stops, leaves the child running. Step Functions stops a `.sync`/`.sync:2` child when the task is
+    stopped ("Step Functions will stop the child execution" -- connect-stepfunctions.html, and why the IAM policy for
+    the pattern has states:StopExecution): so does this."""
+
+    def _eval_service_task(
+        self, env: Any, resource_runtime_part: Any, normalised_parameters: dict[str, Any], state_credentials: Any
+    ) -> None:
+        # moto hands the Step Functions-cased request (StateMachineArn) to botocore, which wants stateMachineArn
+        # (its request normalisation is a no-op); the answer goes back in Step Functions casing (ExecutionArn).
+        client = _cached_boto_client_for(
+            service="stepfunctions", region=resource_runtime_part.region, state_credentials=state_credentials
+        )
+        request = {k[:1].lower() + k[1:]: v for k, v in normalised_parameters.items()}
+        response = getattr(client, self._get_boto_service_action())(**request)
+        response.pop("ResponseMetadata", None)
+        env.stack.append(_sfn_top_cased(response))
+
+    def _eval_sync(
+        self,
+        env: Any,
+        sync_resolver: Callable[[], Any] | None,
+        timeout_seconds: int | None,
+        callback_endpoint: Any,
+        heartbeat_endpoint: Any,
+    ) -> Any:
+        if vtime.active() is None:
+            return super()._eval_sync(env, sync_resolver, timeout_seconds, callback_endpoint, heartbeat_endpoint)
+        return StateTaskServiceCodeBuild._eval_sync(
+            self, env, sync_resolver, timeout_seconds, callback_endpoint, heartbeat_endpoint
+        )
+
+    def _build_sync2_resolver(
+        self, env: Any, resource_runtime_part: Any, normalised_parameters: dict[str, Any], state_credentials: Any
+    ) -> Callable[[], Any] | None:
+        scheduler = vtime.active()
+        child = str(env.stack[-1]["ExecutionArn"])
+        moto_resolver: Callable[[], Any] | None = super()._build_sync2_resolver(
+            env, resource_runtime_part, normalised_parameters, state_credentials
+        )
+        if scheduler is None or moto_resolver is None:
+            return moto_resolver
+        client = _cached_boto_client_for(
+            service="stepfunctions", region=resource_runtime_part.region, state_credentials=state_credentials
+        )
+        parent = str(getattr(env.event_manager, "sandbox_execution_arn", "") or "")
+        stopped = False
+
+        def resolve() -> Any:
+            nonlocal stopped
+            if env.is_running():
+                scheduler.wait_any(
+                    (_ended_event(child), env.program_state_event), None, unless=lambda: not env.is_running()
+                )
+            if not env.is_running():
+                if not stopped:
+                    stopped = True
+                    with contextlib.suppress(Exception):  # it may have ended meanwhile: nothing to stop
+                        client.stop_execution(
+                            executionArn=child, cause=f"the execution that started it stopped: {parent}"[:32768]
+                        )
+                return None
+            described = moto_resolver()
+            return None if described is None else _sfn_top_cased(described)
+
+        return resolve
+
+
+def _sfn_top_cased(response: dict[str, Any]) -> dict[str, Any]:
+    """DescribeExecution as the `.sync:2` task result: PascalCase keys (`Output`, `Status`), dates as epoch
+    milliseconds; `Input`/`Output` stay the JSON objects moto parsed them into, their own keys untouched
+    (connect-stepfunctions.html: "`.sync:2` ... returns the output as JSON")."""
+    return {
+        key[:1].upper() + key[1:]: int(value.timestamp() * 1000) if isinstance(value, _dt.datetime) else value
+        for key, value in response.items()
+    }
+
+
 _original_factory = state_task_service_factory.state_task_service_for
 
 
 def _service_for(service_name: str) -> Any:
     if service_name == "codebuild":
         return StateTaskServiceCodeBuild()
+    if service_name == "states":
+        return StateTaskServiceSfnEvents()
     return _original_factory(service_name)
 
 
@@ -454,6 +567,8 @@ def _worker_start(self: ExecutionWorker) -> None:
         )
         program.eval(self.env)
         self._execution_communication.terminated()
+        if vtime.active() is not None:
+            _ended_event(self._evaluation_details.execution_details.arn).set()  # a parent's .sync:2 task waits on it
 
     thread_class = vtime.VThread if vtime.active() is not None else threading.Thread
     thread_class(target=run, name=f"execution:{details_name(self)}", daemon=True).start()
@@ -540,6 +655,8 @@ def _start_execution(
     execution_input: str | None = None,
     trace_header: str | None = None,
 ) -> Any:
+    if not name:  # optional in the API: "If you don't provide a name, Step Functions generates a UUID"
+        name = str(uuid.uuid4())
     parts = state_machine_arn.split(":")
     if len(parts) != 8:  # arn:aws:states:region:account:stateMachine:name[:version or alias]
         return _original_start_execution(self, state_machine_arn, name, execution_input, trace_header)
@@ -618,7 +735,55 @@ def _patch_importers(original: Any, replacement: Any, name: str) -> None:
             setattr(module, name, replacement)
 
 
+# --- 13. JSONPath expressions parsed once --------------------------------------------------------------------------
+# moto parses every JSONPath on every evaluation, and jsonpath_ng builds a new PLY parser for each parse: about half
+# of a train's wall time went there. A parsed expression is read-only in `find`/`update`, so one may serve every
+# thread; parsing itself (PLY's tables) runs under a lock, once per distinct path.
+
+_parse_lock = threading.Lock()
+
+
+def _memoised(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    cache: dict[str, Any] = {}
+
+    def parsed(path: str) -> Any:
+        expression = cache.get(path)
+        if expression is None:
+            with _parse_lock:
+                expression = cache.get(path)
+                if expression is None:
+                    expression = cache[path] = parse(path)
+        return expression
+
+    return parsed
+
+
+def _install_jsonpath_cache() -> None:
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    json_path.parse = _memoised(json_path.parse)
+    result_path.parse = _memoised(result_path.parse)
+
+
+# --- 14. one AWS request at a time, as AWS makes each one atomic ------------------------------------------------
+# moto's backends are not thread-safe: two concurrent PutItem with `attribute_not_exists` both succeeded in 5 of 200
+# tries (4 threads), where DynamoDB lets exactly one win. The sandbox runs hooks, builds and Lambdas on many threads,
+# so an idempotency record or the train lock could be taken twice. Every request moto answers is serialised; the
+# lock is given up while its holder waits in virtual time (an in-process Lambda inside Invoke may sleep).
+
+dispatch_lock = vtime.HeldLock()
+
+
+def _serialised_dispatch(self: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
+    if vtime.active() is None:
+        return _original_dispatch(self, event_name, request, **kwargs)
+    with dispatch_lock:
+        return _original_dispatch(self, event_name, request, **kwargs)
+
+
 _original_wait_interval = WaitFunction._wait_interval
+_original_dispatch = BotocoreStubber.__call__
 _original_eval_wait_for_task_token = StateTaskServiceCallback._eval_wait_for_task_token
 _applied = threading.Lock()
 _done = False
@@ -632,6 +797,9 @@ def apply() -> None:
             return
         network.install()
         emulators.install()
+        _install_jsonpath_cache()
+        BotocoreStubber.__call__ = _serialised_dispatch
+        vtime.held_locks.append(dispatch_lock)
         from trainctl.sandbox import observer
 
         observer.install()
@@ -657,6 +825,9 @@ def apply() -> None:
         StepFunctionsParserBackend.send_task_failure = _send_task_failure
         StepFunctionsParserBackend.send_task_heartbeat = _send_task_heartbeat
         StepFunctionsParserBackend.start_execution = _start_execution
+        from trainctl.sandbox import limits
+
+        limits.install()  # last: it wraps the fixes above (EventManager.add_event, Environment.set_error)
         _done = True
 
 
@@ -674,5 +845,7 @@ def virtual_time(scheduler: vtime.Scheduler) -> Iterator[None]:
             yield
     finally:
         scheduler.close()
+        with _ended_lock:
+            _ended.clear()
         vtime.activate(None)
         Clock.source = staticmethod(system_now)

@@ -32,6 +32,7 @@ REGION = "us-east-1"
 TRANSITION_PRICE_USD = 0.025 / 1000
 ACCOUNT = "123456789012"  # moto's default account
 ASL = Path("statemachines") / "release_train.asl.json"
+CHUNK_ASL = Path("statemachines") / "build_chunk.asl.json"  # the release's child executions (ADR 0007)
 
 
 @dataclass
@@ -71,7 +72,9 @@ class SimulationResult:
     deployments: list[dict[str, Any]] = field(default_factory=list)
     invocations: dict[str, int] = field(default_factory=dict)
     invocations_by_version: dict[str, dict[str, int]] = field(default_factory=dict)  # function -> version -> count
-    executions: list[dict[str, Any]] = field(default_factory=list)  # every execution: arn, version, status
+    # every execution of every state machine: arn, state_machine, version, status, history_events,
+    # largest_payload {bytes, state}
+    executions: list[dict[str, Any]] = field(default_factory=list)
     live: dict[str, dict[str, str]] = field(default_factory=dict)  # stage -> service -> commit running, or "unknown"
     baseline_release: str | None = None  # the release "what changed" falls back to
     live_detail: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # how the train knows, versions
@@ -108,7 +111,8 @@ def _sandbox_env() -> Iterator[None]:
 
 
 def state_names(root: Path) -> set[str]:
-    """Every state name of the state machine, nested ones included (scenarios may name any of them)."""
+    """Every state name of the state machines (the release's and its chunks'), nested ones included: scenarios may
+    name any of them."""
     names: set[str] = set()
 
     def walk(states: dict[str, Any]) -> None:
@@ -120,7 +124,8 @@ def state_names(root: Path) -> set[str]:
                 if key in state:
                     walk(state[key].get("States", {}))
 
-    walk(json.loads((root / ASL).read_text())["States"])
+    for path in (ASL, CHUNK_ASL):
+        walk(json.loads((root / path).read_text())["States"])
     return names
 
 
@@ -265,6 +270,7 @@ class _Run:
                 world.alarms.create_healthy(f"{prefix}errors")  # a healthy stage still has alarms to read
 
         self.people = People(world, self.stack, self.ledger, self._start, self._schedule_input)
+        self.parents: dict[str, str] = {}  # child execution ARN -> the execution that started it
         from trainctl.sandbox.lambda_runtime import registry
 
         registry.preload()
@@ -308,6 +314,14 @@ class _Run:
         return str(response["executionArn"])
 
     def _observe(self, event_type: str, details: dict[str, Any], execution_arn: str | None) -> None:
+        started = details.get("executionStartedEventDetails")
+        if started and execution_arn:
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                parent = json.loads(started.get("input") or "{}").get("AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID")
+                if parent:
+                    self.parents[execution_arn] = str(parent)
+        if execution_arn is not None:  # a chunk's states belong to the release's execution that started it
+            execution_arn = self._root(execution_arn)
         entered = details.get("stateEnteredEventDetails")
         state = entered.get("name") if entered else None
         state_input: dict[str, Any] | None = None
@@ -324,7 +338,9 @@ class _Run:
     def _result(self, described: dict[str, Any], wall_start: float) -> SimulationResult:
         people, ledger = self.people, self.ledger
         events = self._history(people.main_arn)
-        transitions = sum(1 for e in events if e["type"].endswith("StateEntered"))
+        executions = self._executions()
+        # Step Functions bills every state transition of the release: its own execution's and its chunks'.
+        transitions = sum(e["state_transitions"] for e in executions if self._root(e["arn"]) == people.main_arn)
         release_id = ledger.release_for_execution(people.main_arn)
         record = ledger.release(release_id) if release_id else None
         stages = []
@@ -391,7 +407,7 @@ class _Run:
             deployments=self.world.codedeploy.report(),
             invocations=dict(_invocations()),
             invocations_by_version={k: dict(v) for k, v in _by_version().items()},
-            executions=self._executions(),
+            executions=executions,
             live={stage: {s: r.commit for s, r in records.items()} for stage, records in live.items()},
             baseline_release=ledger.baseline(self.fleet.fleet)[0],
             live_detail={
@@ -404,17 +420,35 @@ class _Run:
         )
 
     def _executions(self) -> list[dict[str, Any]]:
+        """Every execution in the sandbox, of every state machine (the train's and any child execution it started),
+        oldest first, with what the two Step Functions hard limits are measured against (limits.py): the history's
+        length (cap 25,000) and its largest state input/output/task result (cap 256 KiB)."""
         from moto.stepfunctions.responses import get_backend
 
-        machine = get_backend(ACCOUNT, REGION).describe_state_machine(self.stack.state_machine_arn)
-        return [
-            {
-                "arn": e.execution_arn,
-                "version": getattr(e, "sandbox_version_arn", None),
-                "status": self.sfn.describe_execution(executionArn=e.execution_arn)["status"],
-            }
-            for e in machine.executions
-        ]
+        from trainctl.sandbox import limits
+
+        found = sorted(get_backend(ACCOUNT, REGION)._get_executions(), key=lambda e: (e.start_date, e.execution_arn))
+        report = []
+        for e in found:
+            events = self._history(e.execution_arn)
+            report.append(
+                {
+                    "arn": e.execution_arn,
+                    "state_machine": e.state_machine_arn,
+                    "version": getattr(e, "sandbox_version_arn", None),
+                    "status": self.sfn.describe_execution(executionArn=e.execution_arn)["status"],
+                    "started_by": self.parents.get(e.execution_arn),  # the parent of a chunk execution
+                    "history_events": len(events),
+                    "state_transitions": sum(1 for v in events if v["type"].endswith("StateEntered")),
+                    "largest_payload": limits.largest_payload(events),
+                }
+            )
+        return report
+
+    def _root(self, arn: str) -> str:
+        while arn in self.parents:
+            arn = self.parents[arn]
+        return arn
 
     def _builds(self) -> list[dict[str, Any]]:
         start = self.clock.start

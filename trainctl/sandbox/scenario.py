@@ -26,6 +26,27 @@ class BuildBehaviour(_Model):
     outcome: Outcome = "SUCCEEDED"
     duration: timedelta = timedelta(minutes=6)
     throttled: Annotated[int, Field(ge=0, le=20, description="StartBuild calls refused before one is accepted")] = 0
+    throttle_code: Literal["AccountLimitExceededException", "ThrottlingException"] = Field(
+        default="AccountLimitExceededException",
+        description="how CodeBuild refuses them: over an account limit (StartBuild's modelled error) or over the API "
+        "request rate (ThrottlingException, 'Rate exceeded': a common error, not in CodeBuild's model)",
+    )
+
+
+class CodeBuildAccount(_Model):
+    """The account's CodeBuild quota as the train meets it (CodeBuild User Guide, "Builds in AWS CodeBuild")."""
+
+    concurrent_builds: Annotated[int, Field(ge=1, le=10_000)] | None = Field(
+        default=None,
+        description="concurrently running builds the account allows (all projects, the test projects too); a build "
+        "over it waits in phase QUEUED, and StartBuild is refused (AccountLimitExceededException) once five times "
+        "as many wait. Default: no limit",
+    )
+    queued_timeout_minutes: Annotated[int, Field(ge=5, le=480)] = Field(
+        default=480,
+        description="the projects' queuedTimeoutInMinutes (CreateProject: 5-480, default 480): a build still queued "
+        "after it ends TIMED_OUT",
+    )
 
 
 class TestRun(_Model):
@@ -147,6 +168,9 @@ class Scenario(_Model):
         default_factory=dict, description="stage -> service (or '*') -> behaviour"
     )
     tests: dict[str, TestRun] = Field(default_factory=dict, description="stage -> test run")
+    codebuild: CodeBuildAccount = Field(
+        default_factory=CodeBuildAccount, description="the account's concurrent-build quota and queue timeout"
+    )
     alarms: list[AlarmFiring] = Field(default_factory=list)
     approvals: dict[str, ApprovalAction | list[ApprovalAction]] = Field(
         default_factory=dict, description="stage -> what the approver does (a list: several answers, in order)"

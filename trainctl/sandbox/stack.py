@@ -53,12 +53,54 @@ class Stack:
     cleanup_rule: dict[str, Any]  # the EventBridge pattern that triggers the clean-up, and its target function
     state_machine_alias_arn: str = ""  # what the schedule starts (AutoPublishAlias: live)
     function_versions: dict[str, str] = field(default_factory=dict)  # function logical id -> published version ARN
-    substitutions: dict[str, Any] = field(default_factory=dict)
-    asl_path: Path | None = None
+    machines: dict[str, Machine] = field(default_factory=dict)  # every state machine of the stack, by logical id
+    main_machine: str = ""  # the one the schedule starts
     outputs: dict[str, str] = field(default_factory=dict)
 
     def physical(self, logical_id: str) -> str:
         return self.resources[logical_id][1]
+
+    @property
+    def asl_paths(self) -> list[Path]:
+        return [m.asl_path for m in self.machines.values()]
+
+
+@dataclass
+class Machine:
+    """A state machine as the sandbox created it: the live alias points at `version_arn`."""
+
+    logical_id: str
+    arn: str
+    version_arn: str
+    alias_arn: str
+    asl_path: Path
+    substitutions: dict[str, Any]
+
+
+def _creation_order(machines: dict[str, tuple[Path, dict[str, Any]]]) -> list[str]:
+    """Machines named by another's DefinitionSubstitutions (`Ref: <LogicalId>Version`) come before it."""
+    order: list[str] = []
+
+    def visit(logical: str, path: tuple[str, ...]) -> None:
+        if logical in order:
+            return
+        if logical in path:
+            raise ValueError(f"state machines reference each other in a cycle: {' -> '.join((*path, logical))}")
+        for ref in _refs(machines[logical][1]):
+            named = ref.removesuffix("Version")
+            if ref.endswith("Version") and named in machines:
+                visit(named, (*path, logical))
+        order.append(logical)
+
+    for logical in machines:
+        visit(logical, ())
+    return order
+
+
+def _machine_versions(machines: dict[str, Machine]) -> dict[str, tuple[str, str]]:
+    return {
+        f"{m.logical_id}Version": ("AWS::StepFunctions::StateMachineVersion", m.version_arn) for m in machines.values()
+    }
 
 
 class _NoManagedPolicies:
@@ -80,9 +122,7 @@ def create_stack(root: Path, stack_name: str = "release-train", parameters: dict
     s3.put_object(Bucket=ARTIFACTS, Key="code.zip", Body=_zip_placeholder())
 
     code_dirs: dict[str, tuple[Path, str]] = {}
-    asl_path: Path | None = None
-    substitutions: dict[str, Any] = {}
-    sm_logical = ""
+    machines: dict[str, tuple[Path, dict[str, Any]]] = {}  # logical id -> (ASL file, DefinitionSubstitutions)
     for logical_id, resource in template["Resources"].items():
         props = resource.setdefault("Properties", {})
         if resource["Type"] == "AWS::Serverless::Function":
@@ -91,12 +131,10 @@ def create_stack(root: Path, stack_name: str = "release-train", parameters: dict
         elif resource["Type"] == "AWS::Serverless::LayerVersion":
             props["ContentUri"] = f"s3://{ARTIFACTS}/code.zip"
         elif resource["Type"] == "AWS::Serverless::StateMachine":
-            sm_logical = logical_id
-            asl_path = root / props.pop("DefinitionUri")
-            substitutions = props.pop("DefinitionSubstitutions", {})
+            machines[logical_id] = (root / props.pop("DefinitionUri"), props.pop("DefinitionSubstitutions", {}))
             props["Definition"] = _PLACEHOLDER_ASL
             props.pop("Logging", None)  # moto has no vended-logs delivery
-    if asl_path is None:
+    if not machines:
         raise ValueError("template.yaml has no AWS::Serverless::StateMachine")
 
     cfn = transform(template, parameters or {}, _NoManagedPolicies())
@@ -162,22 +200,30 @@ def create_stack(root: Path, stack_name: str = "release-train", parameters: dict
             AuthType=raw_cfn["Resources"][url_logical]["Properties"]["AuthType"],
         )
 
-    # moto's CloudFormation puts state machines where its interpreter does not look: create it through the API,
-    # with the name and role CloudFormation gave it.
-    definition = _substitute(
-        asl_path.read_text(), substitutions, {**resources, **_as_resources(versions)}, arns, version_arns
-    )
-    role_logical = f"{sm_logical}Role"
-    role_arn = boto3.client("iam").get_role(RoleName=resources[role_logical][1])["Role"]["Arn"]
-    sm_name = resources[sm_logical][1].rsplit(":", 1)[-1]
-    sfn = boto3.client("stepfunctions")
-    created = sfn.create_state_machine(
-        name=sm_name, definition=definition, roleArn=role_arn, type="STANDARD", publish=True
-    )
-    sm_arn = created["stateMachineArn"]
-    alias_arn = sfn.create_state_machine_alias(
-        name="live", routingConfiguration=[{"stateMachineVersionArn": created["stateMachineVersionArn"], "weight": 100}]
-    )["stateMachineAliasArn"]
+    # moto's CloudFormation puts state machines where its interpreter does not look: create them through the API,
+    # with the names and roles CloudFormation gave them; a machine another one names (its `<LogicalId>Version`)
+    # first, as CloudFormation orders them by their references.
+    iam, sfn = boto3.client("iam"), boto3.client("stepfunctions")
+    created_machines: dict[str, Machine] = {}
+    for logical in _creation_order(machines):
+        asl, substitutions = machines[logical]
+        known = {**resources, **_as_resources(versions), **_machine_versions(created_machines)}
+        definition = _substitute(asl.read_text(), substitutions, known, arns, version_arns)
+        role_arn = iam.get_role(RoleName=resources[f"{logical}Role"][1])["Role"]["Arn"]
+        created = sfn.create_state_machine(
+            name=resources[logical][1].rsplit(":", 1)[-1],
+            definition=definition,
+            roleArn=role_arn,
+            type="STANDARD",
+            publish=True,
+        )
+        alias_arn = sfn.create_state_machine_alias(
+            name="live",
+            routingConfiguration=[{"stateMachineVersionArn": created["stateMachineVersionArn"], "weight": 100}],
+        )["stateMachineAliasArn"]
+        created_machines[logical] = Machine(
+            logical, created["stateMachineArn"], created["stateMachineVersionArn"], alias_arn, asl, substitutions
+        )
 
     schedule = next(r for r in raw_cfn["Resources"].values() if r["Type"] == "AWS::Scheduler::Schedule")
     rule = next(
@@ -193,18 +239,22 @@ def create_stack(root: Path, stack_name: str = "release-train", parameters: dict
         target_logical = _owner(raw_cfn["Resources"][target_ref["Ref"]]) or str(target_ref["Ref"])
     else:
         target_logical = str(target_ref)
+    main_logical = str(schedule["Properties"]["Target"]["Arn"]["Ref"])  # the alias -> its version -> the machine
+    while main_logical not in created_machines:
+        main_logical = _owner(raw_cfn["Resources"][main_logical]) or ""
+    main = created_machines[main_logical]
     return Stack(
         name=stack_name,
         root=root,
         resources=resources,
-        state_machine_arn=sm_arn,
+        state_machine_arn=main.arn,
         schedule_input=json.loads(schedule["Properties"]["Target"]["Input"]),
         schedule_expression=_resolve_param(schedule["Properties"]["ScheduleExpression"], template, parameters),
         cleanup_rule={"pattern": rule[1]["Properties"]["EventPattern"], "function": resources[target_logical][1]},
-        state_machine_alias_arn=alias_arn,
+        state_machine_alias_arn=main.alias_arn,
         function_versions=version_arns,
-        substitutions=substitutions,
-        asl_path=asl_path,
+        machines=created_machines,
+        main_machine=main.logical_id,
     )
 
 
@@ -300,10 +350,9 @@ def _substitute(
 
 
 def redeploy(stack: Stack) -> str:
-    """`sam deploy` of the same stack again: every function publishes a new version (its `live` alias moves), the state
-    machine's definition names the new versions, a new state machine version is published and `live` moves to it.
-    Executions already running keep the version they started on. Returns the new state machine version ARN."""
-    assert stack.asl_path is not None
+    """`sam deploy` of the same stack again: every function publishes a new version (its `live` alias moves), each
+    state machine's definition names the new versions, a new state machine version is published and `live` moves to
+    it. Executions already running keep the version they started on. Returns the main machine's new version ARN."""
     lam = boto3.client("lambda")
     version_arns: dict[str, str] = {}
     for logical, arn in stack.function_versions.items():
@@ -315,11 +364,16 @@ def redeploy(stack: Stack) -> str:
         lam.update_alias(FunctionName=name, Name="live", FunctionVersion=version)
         version_arns[logical] = f"{arn.rsplit(':', 1)[0]}:{version}"
     stack.function_versions = version_arns
-    definition = _substitute(stack.asl_path.read_text(), stack.substitutions, stack.resources, {}, version_arns)
     sfn = boto3.client("stepfunctions")
-    new = sfn.update_state_machine(stateMachineArn=stack.state_machine_arn, definition=definition, publish=True)
-    sfn.update_state_machine_alias(
-        stateMachineAliasArn=stack.state_machine_alias_arn,
-        routingConfiguration=[{"stateMachineVersionArn": new["stateMachineVersionArn"], "weight": 100}],
-    )
-    return str(new["stateMachineVersionArn"])
+    sources = {k: (m.asl_path, m.substitutions) for k, m in stack.machines.items()}
+    for logical in _creation_order(sources):
+        machine = stack.machines[logical]
+        known = {**stack.resources, **_machine_versions(stack.machines)}
+        definition = _substitute(machine.asl_path.read_text(), machine.substitutions, known, {}, version_arns)
+        new = sfn.update_state_machine(stateMachineArn=machine.arn, definition=definition, publish=True)
+        sfn.update_state_machine_alias(
+            stateMachineAliasArn=machine.alias_arn,
+            routingConfiguration=[{"stateMachineVersionArn": new["stateMachineVersionArn"], "weight": 100}],
+        )
+        machine.version_arn = str(new["stateMachineVersionArn"])
+    return stack.machines[stack.main_machine].version_arn

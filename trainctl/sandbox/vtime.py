@@ -42,6 +42,50 @@ MACHINE = 0  # due work of the world: builds ending, waits expiring, retries
 PERSON = 1  # scripted people: act after the machines due at the same instant settled, one at a time
 
 
+class HeldLock:
+    """A re-entrant lock that a thread gives up while it waits in virtual time and takes back when it wakes.
+
+    For work that must be atomic as AWS makes it (moto's request dispatch: a conditional write), done by threads that
+    may wait for virtual time in the middle of it (an in-process Lambda sleeping through a Retry-After): holding a real
+    lock through a virtual wait would stop every other participant, and the clock with them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def __enter__(self) -> HeldLock:
+        me = threading.get_ident()
+        if self._owner == me:
+            self._depth += 1
+        else:
+            self._lock.acquire()
+            self._owner, self._depth = me, 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+            self._lock.release()
+
+    def suspend(self) -> int:
+        """Release it entirely if this thread holds it; the depth to restore."""
+        if self._owner != threading.get_ident():
+            return 0
+        depth, self._depth, self._owner = self._depth, 0, None
+        self._lock.release()
+        return depth
+
+    def restore(self, depth: int) -> None:
+        if depth:
+            self._lock.acquire()
+            self._owner, self._depth = threading.get_ident(), depth
+
+
+held_locks: list[HeldLock] = []  # given up around every virtual wait (see Scheduler._block)
+
+
 class SandboxStalled(RuntimeError):
     """Every participant waits for something that has no deadline and nobody will cause: the world cannot move."""
 
@@ -148,7 +192,12 @@ class Scheduler:
             if waiter.counted:
                 self._running -= 1  # a waiter woken before it blocked was counted again by its waker
             self._settle()
-        waiter.wake.wait()
+        depths = [lock.suspend() for lock in held_locks]
+        try:
+            waiter.wake.wait()
+        finally:
+            for lock, depth in zip(held_locks, depths, strict=True):
+                lock.restore(depth)
         return waiter.reason == "set"
 
     # --- internals (all under self._lock) ------------------------------------------------------------------------

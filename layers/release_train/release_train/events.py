@@ -26,6 +26,7 @@ from pydantic_core import ErrorDetails
 
 from release_train.domain.errors import ReleaseTrainError
 from release_train.domain.fleet import NAME
+from release_train.domain.scale import CHUNK_SIZE, MAX_SERVICES
 
 # The pattern ExecutionInput.release_id (domain/release.py) accepts; generated ids ("2026-W48", "2026-W48-manual-x")
 # match it too. tests/unit/test_malformed_events.py fails if the two drift apart.
@@ -40,6 +41,8 @@ StageName = Annotated[str, Field(max_length=63, pattern=NAME)]
 ServiceName = Annotated[str, Field(max_length=63, pattern=NAME)]
 # Strict: the ASL passes waves as JSON numbers (PlanService's `waves`), never as strings; "1" or 1.0 is a defect.
 Wave = Annotated[int, Field(strict=True, ge=1, le=MAX_WAVE)]
+# LoadWave's chunk numbers: 0-based, a wave of at most MAX_SERVICES in chunks of CHUNK_SIZE.
+Chunk = Annotated[int, Field(strict=True, ge=0, le=MAX_SERVICES // CHUNK_SIZE)]
 BuildId = Annotated[str, Field(max_length=256, pattern=BUILD_ID)]
 ExecutionArn = Annotated[str, Field(max_length=256, pattern=EXECUTION_ARN)]
 ErrorName = Annotated[str, Field(max_length=256)]
@@ -88,10 +91,13 @@ class PlanReleaseEvent(_Payload):
 
 
 class LoadWaveEvent(_Payload):
+    """The release's LoadWave (no `chunk`: may the wave start, in how many chunks) or BuildChunk's LoadChunk."""
+
     event_name = "LoadWave"
     release_id: ReleaseId
     stage: StageName
     wave: Wave
+    chunk: Chunk | None = None
 
 
 class BuildSucceeded(_Payload):
@@ -103,15 +109,57 @@ class BuildSucceeded(_Payload):
 
 
 class BuildFailed(_Payload):
-    """BuildFailed: the Catch's {Error, Cause} kept as data; the cause is the build as JSON or an error message."""
+    """BuildFailed's summary (RecordWave's `summarise_failure`): CodeBuild's verdict, its id if a build started, and
+    a short reason. The whole cause never travels further than the summarising call."""
 
     service: ServiceName
-    status: Literal["FAILED"]
-    error: ErrorName
-    cause: Cause | None
+    status: Literal["FAILED", "FAULT", "TIMED_OUT", "STOPPED"]
+    error: Annotated[str, Field(max_length=1000)]
+    build_id: BuildId | None = None
 
 
 BuildResult = Annotated[BuildSucceeded | BuildFailed, Field(discriminator="status")]
+
+
+class FailedBuild(_Payload):
+    """The Build task's Catch output, as BuildFailed passes it: the cause is the build as JSON or an error message."""
+
+    service: ServiceName
+    error: ErrorName
+    cause: Cause | None = None
+
+
+class SummariseFailureEvent(_Payload):
+    event_name = "RecordWave"
+    release_id: ReleaseId
+    stage: StageName
+    wave: Wave
+    chunk: Chunk
+    failed: FailedBuild
+
+
+class RecordChunkEvent(_Payload):
+    event_name = "RecordWave"
+    release_id: ReleaseId
+    stage: StageName
+    wave: Wave
+    chunk: Chunk
+    # BuildChunk's Map output: one item per build LoadChunk returned.
+    results: Annotated[list[BuildResult], Field(min_length=1, max_length=CHUNK_SIZE)]
+
+
+class ChunkSucceeded(_Payload):
+    chunk: Chunk
+    status: Literal["SUCCEEDED"]
+
+
+class ChunkFailed(_Payload):
+    chunk: Chunk
+    status: Literal["FAILED"]
+    error: ErrorName
+
+
+ChunkResult = Annotated[ChunkSucceeded | ChunkFailed, Field(discriminator="status")]
 
 
 class RecordWaveEvent(_Payload):
@@ -119,8 +167,17 @@ class RecordWaveEvent(_Payload):
     release_id: ReleaseId
     stage: StageName
     wave: Wave
-    # BuildWave's Map output: one item per build LoadWave returned (a wave has >= 1 service; a fleet <= 1000).
-    results: Annotated[list[BuildResult], Field(min_length=1, max_length=1000)]
+    # BuildChunks' Map output: one item per chunk LoadWave returned.
+    chunks: Annotated[list[ChunkResult], Field(min_length=1, max_length=MAX_SERVICES // CHUNK_SIZE + 1)]
+
+
+def record_wave_model(event: object) -> type[SummariseFailureEvent | RecordChunkEvent | RecordWaveEvent]:
+    """Which of RecordWave's three payloads this is: BuildFailed's has `failed`, RecordChunk's a `chunk` (and its
+    `results`), the release's RecordWave neither (its `chunks`)."""
+    keys = event.keys() if isinstance(event, dict) else ()
+    if "failed" in keys:
+        return SummariseFailureEvent
+    return RecordChunkEvent if {"chunk", "results"} & set(keys) else RecordWaveEvent
 
 
 class RequestApprovalEvent(_Payload):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
+import random
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,8 +16,10 @@ from moto import mock_aws
 
 from release_train.adapters import ledger as ledger_module
 from release_train.adapters.ledger import ApprovalRecord, BuildRecord, Ledger, Lock, ReleaseRecord
+from release_train.domain.errors import InvalidInput
 from release_train.domain.release import Hold, ManifestEntry, Status
-from tests.unit.adapters.ledger_table import all_items, create_ledger_table
+from tests.unit.adapters.ledger_table import ITEM_LIMIT, TRANSACTION_LIMIT, all_items, create_ledger_table, item_size
+from tests.unit.large_fleet import github_fleet
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 FLEET = "acme"
@@ -132,6 +138,109 @@ def test_given_a_new_release_when_created_then_the_fleet_is_pinned(ledger: Ledge
     ledger.create_release(_release(), pinned_fleet={"fleet": FLEET, "services": [{"name": "api"}]})
 
     assert ledger.pinned_fleet("2026-W48") == {"fleet": FLEET, "services": [{"name": "api"}]}
+
+
+# --- the pinned fleet at the fleet's largest size -------------------------------------------------------------------
+
+
+def test_given_a_2000_service_fleet_when_pinned_then_it_reads_back_whole(ledger: Ledger) -> None:
+    fleet = github_fleet()
+
+    created = ledger.create_release(_release(), pinned_fleet=fleet)
+
+    assert (created, ledger.pinned_fleet("2026-W48")) == (True, fleet)
+
+
+def test_given_a_2000_service_fleet_when_pinned_then_every_item_and_the_transaction_fit_dynamodbs_limits(
+    ledger: Ledger, table: Any
+) -> None:
+    fleet = github_fleet()
+    assert len(json.dumps(fleet, separators=(",", ":"))) > ITEM_LIMIT  # one item could not hold it
+
+    ledger.create_release(_release(), pinned_fleet=fleet)
+    sizes = {item["SK"] if item["PK"].startswith("RELEASE#") else "EXEC#": item_size(item) for item in all_items(table)}
+
+    assert max(sizes.values()) < ITEM_LIMIT, sizes
+    assert sum(sizes.values()) < TRANSACTION_LIMIT
+
+
+def test_given_parts_smaller_than_the_fleet_when_pinned_then_it_spans_several_items_and_reads_back(
+    ledger: Ledger, table: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ledger_module, "PINNED_PART_BYTES", 20_000)
+    fleet = github_fleet()
+
+    ledger.create_release(_release(), pinned_fleet=fleet)
+    parts = sorted(i["SK"] for i in all_items(table) if i["SK"].startswith("PINNED#"))
+
+    assert len(parts) > 1 and parts[:2] == ["PINNED#0000", "PINNED#0001"]
+    assert ledger.pinned_fleet("2026-W48") == fleet
+
+
+def test_given_a_fleet_whose_parts_outgrow_one_query_page_when_read_then_every_page_is_read(ledger: Ledger) -> None:
+    # Incompressible: ~1.5 MB of parts, over a Query page's 1 MB (moto pages at 1 MB too).
+    fleet = {"fleet": "acme", "blob": random.Random(1).randbytes(1_500_000).hex()}
+
+    ledger.create_release(_release(), pinned_fleet=fleet)
+
+    assert ledger.pinned_fleet("2026-W48") == fleet
+
+
+def test_given_a_fleet_too_large_for_one_transaction_when_created_then_it_is_refused_before_any_write(
+    ledger: Ledger, table: Any
+) -> None:
+    # Base64 of random bytes: 6 bits in every 8 survive compression, ~4 MB of parts.
+    fleet = {"fleet": "acme", "blob": base64.b64encode(random.Random(2).randbytes(4_000_000)).decode()}
+
+    with pytest.raises(InvalidInput, match="a release pins at most 3,600,000"):
+        ledger.create_release(_release(), pinned_fleet=fleet)
+    assert all_items(table) == []
+
+
+def test_given_a_running_release_when_the_same_id_is_created_again_then_false_and_its_pinned_fleet_is_intact(
+    ledger: Ledger, table: Any
+) -> None:
+    first, second = github_fleet(seed=1), github_fleet(seed=2)
+    ledger.create_release(_release(), pinned_fleet=first)
+    before = all_items(table)
+
+    again = ledger.create_release(_release(execution_arn=EXEC_B), pinned_fleet=second)
+
+    assert (again, ledger.pinned_fleet("2026-W48"), ledger.release_for_execution(EXEC_B)) == (False, first, None)
+    assert all_items(table) == before
+
+
+def test_given_a_release_written_before_the_parts_when_its_fleet_is_read_then_fleet_json_is_used(
+    ledger: Ledger, table: Any
+) -> None:
+    fleet = {"fleet": FLEET, "services": [{"name": "api"}]}
+    table.put_item(  # the META item as create_release wrote it before PINNED# parts
+        Item={
+            "PK": "RELEASE#2026-W47",
+            "SK": "META",
+            "release_id": "2026-W47",
+            "fleet": FLEET,
+            "status": "SUCCEEDED",
+            "execution_arn": EXEC_A,
+            "created_at": "2026-11-16T09:00:00+00:00",
+            "fleet_json": json.dumps(fleet, separators=(",", ":")),
+        }
+    )
+
+    assert ledger.pinned_fleet("2026-W47") == fleet
+
+
+def test_given_an_unknown_release_when_its_fleet_is_read_then_key_error(ledger: Ledger) -> None:
+    with pytest.raises(KeyError):
+        ledger.pinned_fleet("2026-W01")
+
+
+def test_given_a_pinned_fleet_when_stored_then_it_is_zlib_compressed_json(ledger: Ledger, table: Any) -> None:
+    ledger.create_release(_release(), pinned_fleet={"fleet": FLEET})
+
+    [part] = [i for i in all_items(table) if i["SK"].startswith("PINNED#")]
+
+    assert json.loads(zlib.decompress(part["fleet_zlib"].value)) == {"fleet": FLEET}
 
 
 def test_given_an_existing_id_when_created_again_then_it_is_refused(ledger: Ledger) -> None:

@@ -7,6 +7,7 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -16,7 +17,7 @@ import requests
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from release_train.adapters.notifier import Notifier
+from release_train.adapters.notifier import SNS_MESSAGE_BYTES, WEBHOOK_TEXT_CHARS, Notifier, bounded_json, bounded_text
 from tests.unit.adapters.loopback import Loopback, loopback_server
 
 WEBHOOK_SECRET = "release-train/slack-webhook"
@@ -310,3 +311,106 @@ def test_given_a_redirecting_webhook_when_sent_then_the_redirect_is_not_followed
         server.server_close()
 
     assert seen == ["/hook"]
+
+
+# --- every message is bounded: SNS 256 KB, the webhook 4,000 characters ------------------------------------------
+
+
+@dataclass
+class _CapturingSns:
+    published: list[dict[str, Any]] = field(default_factory=list)
+
+    def publish(self, **kwargs: Any) -> dict[str, str]:
+        self.published.append(kwargs)
+        return {"MessageId": "1"}
+
+
+def _publish_size(call: dict[str, Any]) -> int:
+    """What counts against SNS's 262,144 bytes: the message and every part of its attributes (and, to be safe here as
+    in the adapter, the subject)."""
+    attributes = sum(
+        len(name.encode()) + len(value["DataType"].encode()) + len(value["StringValue"].encode())
+        for name, value in call["MessageAttributes"].items()
+    )
+    return len(call["Message"].encode()) + attributes + len(call["Subject"].encode())
+
+
+def _body_of_size(size: int, subject: str) -> dict[str, Any]:
+    """A body whose publish (message, attributes, subject) is exactly `size` bytes."""
+    body = {"kind": "succeeded", "release_id": "2026-W48", "pad": ""}
+    sns = _CapturingSns()
+    Notifier(sns, "arn:aws:sns:us-east-1:123456789012:t").send(subject, body)
+    body["pad"] = "x" * (size - _publish_size(sns.published[0]))
+    return body
+
+
+@pytest.mark.parametrize(("over", "truncated"), [(0, False), (1, True)])
+def test_given_a_body_at_snss_limit_when_sent_then_it_goes_whole_and_one_byte_more_is_shortened_to_fit(
+    over: int, truncated: bool
+) -> None:
+    sns = _CapturingSns()
+    body = _body_of_size(SNS_MESSAGE_BYTES + over, "Release 2026-W48 shipped")
+
+    sent = Notifier(sns, "arn:aws:sns:us-east-1:123456789012:t").send("Release 2026-W48 shipped", body)
+
+    [call] = sns.published
+    message = json.loads(call["Message"])  # still one JSON document
+    assert sent is True and _publish_size(call) <= SNS_MESSAGE_BYTES
+    assert (message == body, "truncated" in message) == (not truncated, truncated)
+    assert message["release_id"] == "2026-W48"
+
+
+def test_given_a_body_far_over_snss_limit_when_sent_then_sns_accepts_it_and_it_says_what_was_cut(
+    aws: dict[str, Any],
+) -> None:
+    body = {"kind": "succeeded", "release_id": "2026-W48", "lines": [f"svc-{i:04d}: {'a' * 40}" for i in range(20_000)]}
+
+    sent = Notifier(aws["sns"], aws["topic"]).send("Release 2026-W48 shipped", body)
+
+    [message] = [json.loads(m["Message"]) for m in _published(aws)]
+    assert sent is True  # moto refuses messages over 262,144 characters, as SNS does over 262,144 bytes
+    assert message["truncated"].startswith("shortened to fit")
+    assert message["lines"][-1].endswith("more not shown")
+
+
+@pytest.mark.parametrize(
+    ("body", "limit"),
+    [
+        ({"kind": "k", "reason": "é" * 300_000}, 262_000),  # multi-byte characters: bytes, not characters, count
+        ({"kind": "k", "nested": {"a": [{"b": "x" * 1_000}] * 1_000}}, 50_000),
+        ({f"key{i}": "v" * 100 for i in range(5_000)}, 10_000),  # only the last resort fits
+    ],
+)
+def test_given_an_oversized_body_when_bounded_then_it_is_json_within_the_limit(
+    body: dict[str, Any], limit: int
+) -> None:
+    message = bounded_json(body, limit)
+
+    assert len(message.encode()) <= limit and "truncated" in json.loads(message)
+
+
+@pytest.mark.parametrize(("over", "cut"), [(0, False), (1, True)])
+def test_given_webhook_text_at_its_limit_when_bounded_then_it_is_whole_and_one_character_more_is_cut(
+    over: int, cut: bool
+) -> None:
+    lines = ["• " + "x" * 98] * 39  # 39 lines of 100 characters + newlines
+    title = "t" * (WEBHOOK_TEXT_CHARS + over - len("\n".join(["", *lines])))
+
+    text = bounded_text(title, lines)
+
+    assert len(text) <= WEBHOOK_TEXT_CHARS
+    assert (text == "\n".join([title, *lines]), "more lines not shown" in text) == (not cut, cut)
+
+
+def test_given_many_lines_when_sent_to_the_webhook_then_its_text_stays_within_the_cap_and_counts_what_was_left_out(
+    aws: dict[str, Any], webhook: Loopback
+) -> None:
+    webhook.route("POST", "/hook", 200, {"ok": True})
+    body = {**BODY, "lines": [f"svc-{i:04d}: a1..a2" for i in range(2_000)]}
+
+    _with_webhook(aws, webhook.base_url + "/hook").send("Release 2026-W48 shipped", body, WEBHOOK_SECRET)
+
+    text = json.loads(webhook.requests[0].body)["text"]
+    assert len(text) <= WEBHOOK_TEXT_CHARS
+    assert text.startswith("*Release 2026-W48 shipped*\n• svc-0000: a1..a2")
+    assert text.splitlines()[-1].startswith("… ") and "more lines not shown" in text.splitlines()[-1]

@@ -131,7 +131,9 @@ def test_given_a_pattern_with_code_in_a_placeholder_when_parsed_then_it_is_refus
 
 @pytest.mark.parametrize("branch", ["release#2", "feature/x", "réléase-ü", "v1.2", "a-b_c", "@x"])
 def test_given_a_branch_git_accepts_when_parsed_then_it_is_kept_exactly(branch: str) -> None:
-    fleet = parse_fleet(_fleet(f'  - {{name: api, source: {{github: acme/api, branch: "{branch}"}}}}\n'))
+    fleet = parse_fleet(
+        _fleet(f'  - {{name: api, source: {{github: acme/api, branch: "{branch}", token_secret: release-train/gh}}}}\n')
+    )
 
     assert fleet.services[0].source.branch == branch
 
@@ -274,3 +276,9 @@ def test_given_the_first_pattern_misses_and_a_later_one_matches_when_matched_the
     patterns = ("arn:aws:iam::123456789012:role/Other", "arn:aws:sts::123456789012:assumed-role/Release*/*")
 
     assert matching_approver(patterns, "arn:aws:sts::123456789012:assumed-role/ReleaseManager/a") == patterns[1]
+
+
+def test_given_a_github_source_without_a_token_secret_then_the_fleet_is_refused_naming_the_field() -> None:
+    # GitHub's GraphQL API answers only authenticated requests: a tokenless source could never resolve its head.
+    with pytest.raises(InvalidInput, match=r"token_secret"):
+        parse_fleet(_fleet("  - {name: api, source: {github: acme/api, branch: main}}\n"))

@@ -94,7 +94,7 @@ class Resolver:
         """The physical name: an explicit name property, else `<stack>-<logical id>` (as CloudFormation does)."""
         resource = self._cfn["Resources"][logical_id]
         props = resource.get("Properties", {})
-        for key in ("FunctionName", "Name", "TableName", "BucketName", "TopicName"):
+        for key in ("FunctionName", "StateMachineName", "Name", "TableName", "BucketName", "TopicName"):
             if key in props:
                 return str(self.resolve(props[key]))
         return f"{STACK}-{logical_id}"

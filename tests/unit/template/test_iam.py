@@ -72,6 +72,7 @@ HOOKS_NO_RESOURCE_LEVEL = {
 ANSWER_APPROVALS = {"states:SendTaskSuccess", "states:SendTaskFailure"}
 ON_ALL_RESOURCES_ALLOWED = {
     "ReleaseTrainStateMachineRole": VENDED_LOGS,
+    "BuildChunkStateMachineRole": VENDED_LOGS,
     "PreTrafficFunctionRole": HOOKS_NO_RESOURCE_LEVEL,
     "PostTrafficFunctionRole": HOOKS_NO_RESOURCE_LEVEL,
     "AnswerApprovalFunctionRole": ANSWER_APPROVALS,
@@ -115,7 +116,9 @@ ADAPTER_CALLS: dict[str, dict[str, str]] = {
         "delete_item": "dynamodb:DeleteItem",
         "query": "dynamodb:Query",
         "batch_writer": "dynamodb:BatchWriteItem",
-        "transact_write_items": "dynamodb:UpdateItem+dynamodb:PutItem",  # a transaction needs each item's action
+        # A transaction needs each item's action: finalize (Update META, Put BASELINE); create_release (Put META,
+        # EXEC#, PINNED#).
+        "transact_write_items": "dynamodb:UpdateItem+dynamodb:PutItem",
     },
     "functions": {
         "get_alias": "lambda:GetAlias",
@@ -258,6 +261,7 @@ HANDLER_CALLS: dict[str, list[tuple[str, str, str]]] = {
     "PlanReleaseFunction": [
         *_LEDGER_WRITE,
         *_NOTIFY,
+        ("ledger", "transact_write_items", LEDGER_TABLE),  # create_release: META, EXEC# and the pinned fleet at once
         ("fleet_store", "get_object", "arn:aws:s3:::rt-ConfigBucket/fleet.yaml"),
         ("sources", "get_branch", f"arn:aws:codecommit:{REGION}:{ACCOUNT}:payments"),
         ("powertools_secrets", "get_secret_value", GITHUB_SECRET),
@@ -345,23 +349,50 @@ def _tasks(states: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
                 yield from _tasks(nested["States"])
 
 
-def _state_needs() -> list[tuple[str, str, str]]:
-    """(state, action, resource ARN) for every Task state in the ASL."""
+# The state machines of the stack and their definitions: the release's, and the chunk it starts (ADR 0007).
+MACHINES = {
+    "ReleaseTrainStateMachine": ASL,
+    "BuildChunkStateMachine": ASL.with_name("build_chunk.asl.json"),
+}
+# startExecution.sync:2 (https://docs.aws.amazon.com/step-functions/latest/dg/stepfunctions-iam.html): start the
+# machine, follow and stop its executions, and the managed rule that reports their end.
+SFN_SYNC_RULE_ARN = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/StepFunctionsGetEventsForStepFunctionsExecutionRule"
+
+
+def _execution_of(machine_arn: str) -> str:
+    """An execution ARN of the machine a (possibly version-qualified) state machine ARN names."""
+    unqualified = ":".join(machine_arn.split(":")[:7])
+    return unqualified.replace(":stateMachine:", ":execution:") + ":3f1c2b9e-0000-4000-8000-000000000000"
+
+
+def _state_needs() -> list[tuple[str, str, str, str]]:
+    """(machine, state, action, resource ARN) for every Task state of every state machine."""
     cfn = cfn_template()
-    substitutions = Resolver(cfn).resolve(cfn["Resources"]["ReleaseTrainStateMachine"]["Properties"])[
-        "DefinitionSubstitutions"
-    ]
     needs = []
-    for name, state in _tasks(json.loads(ASL.read_text())["States"]):
-        resource = state["Resource"]
-        if resource in {"arn:aws:states:::lambda:invoke", "arn:aws:states:::lambda:invoke.waitForTaskToken"}:
-            function = PLACEHOLDER.sub(lambda m: substitutions[m.group(1)], state["Parameters"]["FunctionName"])
-            needs.append((name, "lambda:InvokeFunction", function))
-        elif resource == "arn:aws:states:::codebuild:startBuild.sync":
-            needs += [(name, action, PROJECT) for action in CODEBUILD_SYNC]
-            needs += [(name, action, SYNC_RULE_ARN) for action in CODEBUILD_SYNC_RULE]
-        else:
-            pytest.fail(f"{name}: no IAM mapping for {resource}; add it from the Step Functions IAM docs")
+    for machine, asl in MACHINES.items():
+        substitutions = Resolver(cfn).resolve(cfn["Resources"][machine]["Properties"])["DefinitionSubstitutions"]
+
+        def substituted(text: str, values: dict[str, str] = substitutions) -> str:
+            return PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+
+        for name, state in _tasks(json.loads(asl.read_text())["States"]):
+            resource = state["Resource"]
+            if resource in {"arn:aws:states:::lambda:invoke", "arn:aws:states:::lambda:invoke.waitForTaskToken"}:
+                function = substituted(state["Parameters"]["FunctionName"])
+                needs.append((machine, name, "lambda:InvokeFunction", function))
+            elif resource == "arn:aws:states:::codebuild:startBuild.sync":
+                needs += [(machine, name, action, PROJECT) for action in CODEBUILD_SYNC]
+                needs += [(machine, name, action, SYNC_RULE_ARN) for action in CODEBUILD_SYNC_RULE]
+            elif resource == "arn:aws:states:::states:startExecution.sync:2":
+                child = substituted(state["Parameters"]["StateMachineArn"])
+                needs.append((machine, name, "states:StartExecution", child))
+                needs += [
+                    (machine, name, a, _execution_of(child))
+                    for a in ("states:DescribeExecution", "states:StopExecution")
+                ]
+                needs += [(machine, name, action, SFN_SYNC_RULE_ARN) for action in CODEBUILD_SYNC_RULE]
+            else:
+                pytest.fail(f"{name}: no IAM mapping for {resource}; add it from the Step Functions IAM docs")
     return needs
 
 
@@ -404,11 +435,19 @@ def test_given_the_adapters_that_read_secrets_when_scanned_then_they_only_get_th
     """SecretsProvider.get -> GetSecretValue; get_multiple/set would need BatchGetSecretValue/PutSecretValue."""
     for module in (sources, notifier):
         calls = {
-            n.func.attr
+            (n.func.attr, ast.unparse(n.func.value))
             for n in ast.walk(ast.parse(Path(module.__file__).read_text()))
             if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
         }
-        assert not calls & {"get_multiple", "set", "get_secret"}, module.__name__
+        # `set` only on a secrets provider or the parameters module (a threading.Event's set() is no PutSecretValue).
+        providers = ("secret", "provider", "parameters")
+        unwanted = {
+            (attr, receiver)
+            for attr, receiver in calls
+            if attr in {"get_multiple", "get_secret"}
+            or (attr == "set" and any(p in receiver.lower() for p in providers))
+        }
+        assert unwanted == set(), module.__name__
 
 
 def test_given_the_template_when_its_functions_are_listed_then_each_has_an_entry_in_the_table() -> None:
@@ -441,19 +480,43 @@ def test_given_a_handler_role_when_its_services_are_listed_then_they_are_exactly
     assert granted == needed
 
 
-@pytest.mark.parametrize(("state", "action", "arn"), _state_needs())
+@pytest.mark.parametrize(("machine", "state", "action", "arn"), _state_needs())
 def test_given_a_task_state_when_the_state_machine_role_is_checked_then_it_may_call_what_the_state_calls(
-    state: str, action: str, arn: str
+    machine: str, state: str, action: str, arn: str
 ) -> None:
-    statements = role_statements(cfn_template(), "ReleaseTrainStateMachineRole")
+    statements = role_statements(cfn_template(), f"{machine}Role")
 
-    assert _granted(statements, action, arn), f"{state} needs {action} on {arn}"
+    assert _granted(statements, action, arn), f"{machine}.{state} needs {action} on {arn}"
 
 
-def test_given_the_state_machine_role_when_its_services_are_listed_then_only_lambda_codebuild_events_and_logs() -> None:
-    statements = role_statements(cfn_template(), "ReleaseTrainStateMachineRole")
+@pytest.mark.parametrize("machine", sorted(MACHINES))
+def test_given_a_state_machine_role_when_its_grants_are_listed_then_each_is_needed_by_one_of_its_states(
+    machine: str,
+) -> None:
+    """The other direction: nothing the machine's role allows goes unused by its own states (vended logs aside)."""
+    needs = [(action, arn) for m, _, action, arn in _state_needs() if m == machine]
+    unused = [
+        action
+        for statement in role_statements(cfn_template(), f"{machine}Role")
+        for action in statement.actions
+        if action not in VENDED_LOGS and not any(a == action and statement.grants(a, arn) for a, arn in needs)
+    ]
 
-    assert {a.split(":")[0] for s in statements for a in s.actions} == {"lambda", "codebuild", "events", "logs"}
+    assert unused == []
+
+
+def test_given_the_state_machine_roles_when_their_services_are_listed_then_only_the_release_may_start_machines() -> (
+    None
+):
+    services = {
+        machine: {a.split(":")[0] for s in role_statements(cfn_template(), f"{machine}Role") for a in s.actions}
+        for machine in MACHINES
+    }
+
+    assert services == {
+        "ReleaseTrainStateMachine": {"lambda", "codebuild", "events", "logs", "states"},
+        "BuildChunkStateMachine": {"lambda", "codebuild", "events", "logs"},
+    }
 
 
 def test_given_every_allow_statement_when_its_actions_are_read_then_none_is_a_wildcard() -> None:

@@ -34,11 +34,12 @@ def _run(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str
     )
 
 
-def _state_machine() -> dict[str, Any]:
-    machines = [r for r in sam_template()["Resources"].values() if r["Type"] == "AWS::Serverless::StateMachine"]
-    assert len(machines) == 1, "invariant 7: one state machine, one ASL file"
-    machine: dict[str, Any] = machines[0]
-    return machine
+# Invariant 7, per machine: one state machine, one ASL file. The release's machine and the chunk it starts (ADR 0007).
+MACHINE_ASL = {"ReleaseTrainStateMachine": ASL, "BuildChunkStateMachine": ASL.with_name("build_chunk.asl.json")}
+
+
+def _state_machines() -> dict[str, dict[str, Any]]:
+    return {k: r for k, r in sam_template()["Resources"].items() if r["Type"] == "AWS::Serverless::StateMachine"}
 
 
 def _asl_as_template(asl_text: str) -> str:
@@ -65,14 +66,27 @@ def _asl_as_template(asl_text: str) -> str:
 # --- fast structural checks -----------------------------------------------------------------------------------------
 
 
-def test_given_the_asl_when_its_placeholders_are_read_then_they_are_exactly_the_definition_substitutions() -> None:
-    placeholders = set(PLACEHOLDER.findall(ASL.read_text()))
+def test_given_the_template_when_its_state_machines_are_listed_then_each_has_its_own_asl_file() -> None:
+    machines = _state_machines()
 
-    assert placeholders == set(_state_machine()["Properties"]["DefinitionSubstitutions"])
+    assert {k: ROOT / m["Properties"]["DefinitionUri"] for k, m in machines.items()} == MACHINE_ASL
 
 
-def test_given_the_state_machine_when_its_definition_uri_is_read_then_it_is_the_asl_file() -> None:
-    assert ROOT / _state_machine()["Properties"]["DefinitionUri"] == ASL
+@pytest.mark.parametrize("machine", sorted(MACHINE_ASL))
+def test_given_an_asl_when_its_placeholders_are_read_then_they_are_exactly_the_definition_substitutions(
+    machine: str,
+) -> None:
+    placeholders = set(PLACEHOLDER.findall(MACHINE_ASL[machine].read_text()))
+
+    assert placeholders == set(_state_machines()[machine]["Properties"]["DefinitionSubstitutions"])
+
+
+def test_given_the_release_machine_when_it_starts_chunks_then_it_names_the_chunk_version_deployed_with_it() -> None:
+    """A running train must start the chunk definition it shipped with (its version), never the live alias."""
+    substitutions = _state_machines()["ReleaseTrainStateMachine"]["Properties"]["DefinitionSubstitutions"]
+
+    assert substitutions["BuildChunkStateMachineArn"] == {"Ref": "BuildChunkStateMachineVersion"}
+    assert _state_machines()["BuildChunkStateMachine"]["Properties"]["AutoPublishAlias"]
 
 
 @pytest.mark.parametrize(
@@ -101,9 +115,12 @@ def test_given_the_template_when_cfn_lint_runs_then_it_reports_nothing() -> None
 
 @pytest.mark.slow
 @needs_cfn_lint
-def test_given_the_asl_inlined_in_a_state_machine_when_cfn_lint_runs_then_e3601_reports_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("machine", sorted(MACHINE_ASL))
+def test_given_the_asl_inlined_in_a_state_machine_when_cfn_lint_runs_then_e3601_reports_nothing(
+    tmp_path: Path, machine: str
+) -> None:
     inlined = tmp_path / "asl.json"
-    inlined.write_text(_asl_as_template(ASL.read_text()))
+    inlined.write_text(_asl_as_template(MACHINE_ASL[machine].read_text()))
 
     result = _run(CFN_LINT, inlined)
 

@@ -7,6 +7,7 @@
 | FLEET#<fleet>      | HOLD#<service or *>     | an operator hold                                      |
 | FLEET#<fleet>      | LIVE#<stage>#<service>  | what the service runs in the stage, as observed       |
 | RELEASE#<id>       | META                    | status, reason, execution, times, stages (GSI1: list) |
+| RELEASE#<id>       | PINNED#<nnnn>           | one part of the pinned fleet (zlib-compressed JSON)   |
 | RELEASE#<id>       | SVC#<service>           | pinned commit, previous commit, wave, source          |
 | RELEASE#<id>       | BUILD#<stage>#<service> | build id, status, commit                              |
 | RELEASE#<id>       | GATE#<stage>            | verdict, reasons, evidence                            |
@@ -23,6 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,10 +34,22 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from release_train.adapters.aws import error_code
+from release_train.domain.errors import InvalidInput
 from release_train.domain.live import AliasMove, Live
 from release_train.domain.release import Hold, ManifestEntry, Status
 
 _event_counter = itertools.count()
+
+# The pinned fleet outgrows one item: 2,000 services are ~0.5 MB of JSON, and "The maximum item size in DynamoDB is
+# 400 KB, which includes both attribute name binary length (UTF-8 length) and attribute value lengths (again binary
+# length)" (Developer Guide, "Constraints in Amazon DynamoDB", ServiceQuotas.html; 1 KB = 1,024 bytes there). So it is
+# stored zlib-compressed (Binary: its raw bytes count, not their base64) in PINNED#<nnnn> parts of at most
+# PINNED_PART_BYTES, each ~100 KB under the item limit with its keys.
+PINNED_PART_BYTES = 300_000
+# The parts are written in one TransactWriteItems with META and EXEC#: "up to 100 action requests" whose "aggregate
+# size ... cannot exceed 4 MB" (TransactWriteItems API reference). 12 parts (3.6 MB) + META + EXEC# stay under both.
+PINNED_MAX_PARTS = 12
+_PINNED_PREFIX = "PINNED#"
 
 
 @dataclass(frozen=True)
@@ -91,6 +105,32 @@ def _conditional(write: Callable[[], object]) -> bool:
             return False
         raise
     return True
+
+
+def _condition_failed(exc: ClientError, index: int) -> bool:
+    """A transaction cancelled because its item `index` failed its condition. A failed condition cancels the whole
+    transaction: TransactionCanceledException, whose CancellationReasons list one entry per item in request order,
+    `ConditionalCheckFailed` for that item and `None` for the others (TransactWriteItems API reference)."""
+    if error_code(exc) != "TransactionCanceledException":
+        return False
+    reasons = exc.response.get("CancellationReasons") or []
+    return len(reasons) > index and reasons[index].get("Code") == "ConditionalCheckFailed"
+
+
+def _pinned_parts(fleet: dict[str, Any]) -> list[bytes]:
+    """The fleet as compact JSON, zlib-compressed, cut into PINNED_PART_BYTES parts. A fleet too large for one
+    transaction is refused before anything is written."""
+    packed = zlib.compress(json.dumps(fleet, separators=(",", ":")).encode(), 9)
+    parts = [packed[i : i + PINNED_PART_BYTES] for i in range(0, len(packed), PINNED_PART_BYTES)]
+    if len(parts) > PINNED_MAX_PARTS:
+        raise InvalidInput(
+            "the fleet",
+            [
+                f"compressed, it is {len(packed):,} bytes; a release pins at most "
+                f"{PINNED_MAX_PARTS * PINNED_PART_BYTES:,} (one DynamoDB transaction, 4 MB): split the fleet"
+            ],
+        )
+    return parts
 
 
 def _iso(moment: datetime) -> str:
@@ -162,9 +202,14 @@ class Ledger:
     # --- releases -----------------------------------------------------------------------------------------------
 
     def create_release(self, release: ReleaseRecord, pinned_fleet: dict[str, Any]) -> bool:
-        """False when the id already exists (the same schedule firing twice). Pins the fleet for the release."""
-        item = {
-            "PK": f"RELEASE#{release.release_id}",
+        """False when the id already exists (the same schedule firing twice). Pins the fleet for the release.
+
+        META (conditional), the EXEC# item and the fleet's PINNED# parts are one transaction: a duplicate changes none
+        of them (a running release keeps its pinned fleet), and no reader sees a release without its whole fleet."""
+        pk = f"RELEASE#{release.release_id}"
+        parts = _pinned_parts(pinned_fleet)
+        meta: dict[str, Any] = {
+            "PK": pk,
             "SK": "META",
             "GSI1PK": f"FLEET#{release.fleet}",
             "GSI1SK": f"{release.created_at}#{release.release_id}",
@@ -176,13 +221,27 @@ class Ledger:
             "created_at": release.created_at,
             "stages": release.stages,
             "requested_by": release.requested_by,
-            "fleet_json": json.dumps(pinned_fleet, separators=(",", ":")),
+            "pinned_parts": len(parts),
         }
         if release.fleet_version:
-            item["fleet_version"] = release.fleet_version
-        if not _conditional(lambda: self._t.put_item(Item=item, ConditionExpression="attribute_not_exists(PK)")):
-            return False
-        self._t.put_item(Item={"PK": f"EXEC#{release.execution_arn}", "SK": "META", "release_id": release.release_id})
+            meta["fleet_version"] = release.fleet_version
+        puts: list[dict[str, Any]] = [
+            {"Item": meta, "ConditionExpression": "attribute_not_exists(PK)"},
+            {"Item": {"PK": f"EXEC#{release.execution_arn}", "SK": "META", "release_id": release.release_id}},
+            *(
+                {"Item": {"PK": pk, "SK": f"{_PINNED_PREFIX}{n:04d}", "fleet_zlib": part}}
+                for n, part in enumerate(parts)
+            ),
+        ]
+        try:
+            # The Table resource's client serializes plain Python values (bytes become Binary) itself.
+            self._t.meta.client.transact_write_items(
+                TransactItems=[{"Put": {"TableName": self._t.name, **put}} for put in puts]
+            )
+        except ClientError as exc:
+            if _condition_failed(exc, 0):
+                return False
+            raise
         return True
 
     def release(self, release_id: str) -> ReleaseRecord | None:
@@ -204,12 +263,37 @@ class Ledger:
         )
 
     def pinned_fleet(self, release_id: str) -> dict[str, Any]:
-        item = self._t.get_item(
-            Key={"PK": f"RELEASE#{release_id}", "SK": "META"}, ProjectionExpression="fleet_json"
-        ).get("Item")
-        if not item:
+        """The fleet pinned when the release was planned: META and its PINNED# parts in one strongly consistent Query
+        (paged: the parts may add up to more than a page's 1 MB). A release written before the parts existed keeps
+        the fleet in META's `fleet_json`."""
+        meta: dict[str, Any] | None = None
+        parts: list[bytes] = []
+        kwargs: dict[str, Any] = {
+            # No other SK sorts between META and the parts; "PINNED$" ("$" right after "#") ends the range after them.
+            "KeyConditionExpression": Key("PK").eq(f"RELEASE#{release_id}") & Key("SK").between("META", "PINNED$"),
+            "ProjectionExpression": "SK, fleet_json, pinned_parts, fleet_zlib",
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._t.query(**kwargs)
+            for item in page.get("Items", []):
+                if item["SK"] == "META":
+                    meta = item
+                elif item["SK"].startswith(_PINNED_PREFIX):
+                    parts.append(bytes(item["fleet_zlib"].value))  # in key order: PINNED#0000, 0001, ...
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        if meta is None:
             raise KeyError(f"release {release_id} is not in the ledger")
-        pinned: dict[str, Any] = json.loads(item["fleet_json"])
+        if "fleet_json" in meta:
+            legacy: dict[str, Any] = json.loads(meta["fleet_json"])
+            return legacy
+        expected = int(meta.get("pinned_parts", 0))
+        if len(parts) != expected:
+            # Cannot happen after one transaction; say so rather than hand back half a fleet.
+            raise RuntimeError(f"release {release_id}: {len(parts)} of {expected} pinned fleet parts in the ledger")
+        pinned: dict[str, Any] = json.loads(zlib.decompress(b"".join(parts)))
         return pinned
 
     def release_for_execution(self, execution_arn: str) -> str | None:

@@ -6,7 +6,9 @@ both go through `parse_fleet`, so a file the CLI accepts is exactly a file the t
 
 from __future__ import annotations
 
+import json
 import re
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Annotated, Any, Literal
@@ -25,6 +27,7 @@ from pydantic import (
 )
 
 from release_train.domain.errors import InvalidInput
+from release_train.domain.scale import CHUNK_SIZE, MAX_SERVICES, estimate
 
 NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 _PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-_]{1,254}$")
@@ -110,7 +113,8 @@ class GitHubSource(_Model):
         return value
 
     branch: Branch = "main"
-    token_secret: SecretId | None = Field(default=None, description="Secrets Manager secret id holding a GitHub token")
+    # Required: heads are resolved with GitHub's GraphQL API, which answers only authenticated requests (ADR 0008).
+    token_secret: SecretId = Field(description="Secrets Manager secret id holding a GitHub token (GraphQL needs one)")
 
 
 def _source_kind(value: Any) -> str | None:
@@ -297,7 +301,7 @@ class Fleet(_Model):
         description="when a release fails or is cancelled after the last stage began deploying: leave what is live "
         "(stop) or point the aliases this release moved back to their previous versions, newest wave first (rollback)",
     )
-    services: Annotated[tuple[Service, ...], Field(min_length=1, max_length=1000)]
+    services: Annotated[tuple[Service, ...], Field(min_length=1, max_length=MAX_SERVICES)]
 
     @model_validator(mode="after")
     def _consistent(self) -> Fleet:
@@ -323,7 +327,29 @@ class Fleet(_Model):
             if service.deploy is not None:
                 self._check_deploy(i, service, service.deploy, stage_names)
         self._check_projects(stage_names)
+        self._check_limits()
         return self
+
+    def _check_limits(self) -> None:
+        """A release of this fleet must stay within half of Step Functions' history and payload limits (the bench
+        measures the same formula, domain/scale.py)."""
+        waves = Counter(s.wave for s in self.services)
+        per_stage = [dict(waves) for _ in self.stages]
+        # LoadChunk's answer, {"builds": [{"service": .., "project": .., "commit": <40 hex>}, ..]}, in JSON bytes.
+        entry = len(json.dumps({"service": "", "project": "", "commit": "0" * 40})) + len(", ")
+        payloads = []
+        for stage in self.stages:
+            for wave in waves:
+                sizes = sorted(
+                    (s.name, entry + len(s.name) + len(self.project_for(s, stage.name)))
+                    for s in self.services
+                    if s.wave == wave
+                )
+                for start in range(0, len(sizes), CHUNK_SIZE):
+                    payloads.append(len('{"builds": []}') + sum(size for _, size in sizes[start : start + CHUNK_SIZE]))
+        problems = estimate(per_stage, payloads).problems()
+        if problems:
+            raise ValueError("services: " + "; ".join(problems))
 
     def _check_projects(self, stage_names: set[str]) -> None:
         """Every (service, stage) builds with its own project, and no project can be another stage's: a project is

@@ -9,7 +9,7 @@ from typing import Any
 
 from release_train.adapters.ledger import Ledger
 from release_train.domain.release import Status
-from release_train.services.context import ReleaseContext, notify
+from release_train.services.context import ReleaseContext, live_items, notify
 from release_train.services.ending import settle_live
 from release_train.services.live import LiveTracker
 from release_train.services.ports import (
@@ -82,6 +82,7 @@ class CleanupService:
                         *[f"rolled back {r}" for r in (live.rolled_back if live else [])],
                     ],
                 },
+                full=live_items(release_id, ctx.fleet.fleet),
             )
         return {
             "release_id": release_id,

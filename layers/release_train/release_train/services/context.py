@@ -40,8 +40,52 @@ class ReleaseContext:
             raise InvalidEvent(event, [f"{field}: unknown stage {stage!r} ({where})"])
 
 
-def notify(notifier: NotifierPort, fleet: Fleet | None, subject: str, body: dict[str, Any]) -> None:
-    notifier.send(subject, body, fleet.notifications.webhook_secret if fleet else None)
+# A notification lists at most this many lines (most are one per service) and counts the rest: 2,000 services would
+# be ~0.5 MB of JSON, over SNS's 256 KB message limit and far over a chat webhook's 4,000 characters (the notifier
+# adapter caps both; this keeps what people read short). The ledger keeps every one.
+NOTIFY_LINES = 20
+LINE_CHARS = 300  # a line (or the reason) longer than this is cut: a reason can name every service of the fleet
+
+
+def manifest_item(release_id: str) -> str:
+    """Where a release's full service list is: the manifest, one item per service (commit, previous commit, wave)."""
+    return f"ledger items PK=RELEASE#{release_id}, SK=SVC#<service>"
+
+
+def live_items(release_id: str, fleet: str) -> str:
+    """Where what runs after a release ended is, per service: its `live_after_end` event and the LIVE# items."""
+    return (
+        f"ledger item PK=RELEASE#{release_id}, SK=EVENT#… of kind live_after_end, "
+        f"and PK=FLEET#{fleet}, SK=LIVE#<stage>#<service>"
+    )
+
+
+def notify(
+    notifier: NotifierPort, fleet: Fleet | None, subject: str, body: dict[str, Any], full: str | None = None
+) -> None:
+    """Send `body` summarised: its `lines` cut to NOTIFY_LINES, a last line saying how many more and where they all
+    are (`full`; by default the release's manifest in the ledger), each line and the reason cut to LINE_CHARS."""
+    notifier.send(subject, summarised(body, full), fleet.notifications.webhook_secret if fleet else None)
+
+
+def summarised(body: dict[str, Any], full: str | None = None) -> dict[str, Any]:
+    out = dict(body)
+    if isinstance(out.get("reason"), str):
+        out["reason"] = _clip(out["reason"])
+    lines = [_clip(str(line)) for line in body.get("lines", [])]
+    if "lines" in body:
+        out["lines"] = lines[:NOTIFY_LINES]
+    hidden = len(lines) - NOTIFY_LINES
+    if hidden > 0:
+        release_id = body.get("release_id")
+        where = full or (manifest_item(release_id) if release_id else "the release ledger")
+        out["lines"].append(f"... and {hidden} more (all {len(lines)}: {where})")
+        out["full_detail"] = where
+    return out
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= LINE_CHARS else f"{text[:LINE_CHARS]}... (cut; the ledger has it whole)"
 
 
 def release_notes(ctx: ReleaseContext) -> list[str]:

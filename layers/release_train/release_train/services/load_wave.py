@@ -1,5 +1,6 @@
-"""LoadWave: the builds of one wave of one stage, if the wave may start now (no hold, no freeze; invariant 1), with
-the aliases its services' functions point to before it deploys (the alias journal)."""
+"""LoadWave: whether one wave of one stage may start now (no hold, no freeze; invariant 1) and in how many chunks,
+with the aliases its services' functions point to before it deploys (the alias journal); and, for a BuildChunk
+execution, the builds of one chunk."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 
 from release_train.adapters.ledger import Ledger
 from release_train.domain.release import ManifestEntry, PromotionViolation, WaveBlocked
+from release_train.domain.scale import chunk_of, chunk_plan
+from release_train.events import InvalidEvent
 from release_train.services.context import ReleaseContext, guard
 from release_train.services.live import LiveTracker
 from release_train.services.ports import ClockPort, FunctionsPort
@@ -33,14 +36,26 @@ class LoadWaveService:
             self._check_promotion(ctx, entries, [s.name for s in ctx.fleet.stages[:index]])
         self._tracker.before_wave(ctx, stage, wave, entries)
         self._ledger.add_event(release_id, "wave_started", {"stage": stage, "wave": wave}, now)
+        return chunk_plan(len(entries), ctx.fleet.defaults.build_concurrency).to_dict()
+
+    def load_chunk(self, release_id: str, stage: str, wave: int, chunk: int) -> dict[str, Any]:
+        """The builds of one chunk of a wave (BuildChunk's first state). The wave's checks ran in `load`."""
+        ctx = ReleaseContext(self._ledger, release_id)
+        ctx.require_stage(stage, "LoadWave")
+        entries = {e.service: e for e in ctx.manifest if e.wave == wave}
+        names = chunk_of(sorted(entries), chunk)
+        if not names:
+            plan = chunk_plan(len(entries), 1) if entries else None
+            have = f"it has {plan.chunks} chunk(s)" if plan else "it has no services"
+            raise InvalidEvent("LoadWave", [f"chunk: {chunk} is not a chunk of {stage} wave {wave}; {have}"])
         return {
             "builds": [
                 {
-                    "service": e.service,
-                    "project": ctx.fleet.project_for(ctx.fleet.service(e.service), stage),
-                    "commit": e.commit,
+                    "service": name,
+                    "project": ctx.fleet.project_for(ctx.fleet.service(name), stage),
+                    "commit": entries[name].commit,
                 }
-                for e in sorted(entries, key=lambda m: m.service)
+                for name in names
             ]
         }
 

@@ -114,17 +114,14 @@ class PlanService:
         return record is not None and record.execution_arn == execution_arn and record.status is Status.RUNNING
 
     def _heads(self, fleet: Fleet) -> dict[str, str]:
-        """Each distinct (source, branch) is asked once. A permanent error names the service and its source."""
-        resolved: dict[Any, str] = {}
-        heads: dict[str, str] = {}
-        for service in fleet.services:
-            if service.source not in resolved:
-                try:
-                    resolved[service.source] = self._sources.head(service.source)
-                except SourceRejected as exc:
-                    raise SourceRejected(exc.source, f"service {service.name}: {exc.reason}") from None
-            heads[service.name] = resolved[service.source]
-        return heads
+        """Each distinct (source, branch) is asked once, all in one call (the adapter batches and overlaps them).
+        A permanent error names the first service on the source that failed, and the source."""
+        try:
+            resolved = self._sources.heads(list(dict.fromkeys(s.source for s in fleet.services)))
+        except SourceRejected as exc:
+            service = next((s.name for s in fleet.services if describe(s.source) == exc.source), "?")
+            raise SourceRejected(exc.source, f"service {service}: {exc.reason}") from None
+        return {service.name: resolved[service.source] for service in fleet.services}
 
     def _plan_release(
         self,

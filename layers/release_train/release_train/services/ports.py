@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -18,7 +19,9 @@ class FleetPort(Protocol):
 
 
 class SourcesPort(Protocol):
-    def head(self, source: Any) -> str: ...
+    def heads(self, sources: Sequence[Any]) -> Mapping[Any, str]:
+        """Each source's branch head, every source asked once; a `SourceError` names the source that failed."""
+        ...
 
 
 class ExecutionsPort(Protocol):

@@ -7,7 +7,7 @@ from typing import Any
 
 from release_train.adapters.ledger import Ledger
 from release_train.domain.release import Status
-from release_train.services.context import ReleaseContext, cause_text, notify
+from release_train.services.context import ReleaseContext, cause_text, live_items, notify
 from release_train.services.ending import settle_live
 from release_train.services.live import LiveTracker
 from release_train.services.ports import ClockPort, ExecutionsPort, FunctionsPort, NotifierPort
@@ -53,6 +53,7 @@ class RecordFailureService:
                     "reason": reason,
                     "lines": [reason, *live.lines, *[f"rolled back {r}" for r in live.rolled_back]],
                 },
+                full=live_items(release_id, ctx.fleet.fleet),
             )
         return {"release_id": release_id, "status": status.value}
 

@@ -1,5 +1,6 @@
-"""RequestApproval: an approval guards ENTRY to a stage. Keep the task token, send the packet (what will be deployed,
-the earlier stages' evidence); people answer through AnswerApproval (answer_approval.py), never this function."""
+"""RequestApproval: an approval guards ENTRY to a stage. Keep the task token and the packet (what will be deployed, from
+what, the earlier stages' evidence), send its summary; people answer through AnswerApproval (answer_approval.py), never
+this function."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from release_train.adapters.ledger import ApprovalRecord, Ledger
 from release_train.domain.release import WaveBlocked
-from release_train.services.context import ReleaseContext, guard, iso, notify
+from release_train.services.context import NOTIFY_LINES, ReleaseContext, guard, iso, manifest_item, notify
 from release_train.services.ports import ClockPort, ExecutionsPort, NotifierPort
 
 
@@ -26,42 +27,56 @@ class ApprovalService:
             self._ledger.add_event(release_id, "stage_blocked", {"stage": stage, "why": why}, now)
             raise WaveBlocked(f"{why}; nothing was deployed to {stage}")
         live = self._ledger.live(ctx.fleet.fleet).get(stage, {})
-        packet: dict[str, Any] = {
+        riding = sorted(ctx.manifest, key=lambda m: (m.wave, m.service))
+        was = {
+            e.service: live[e.service].commit if e.service in live else (e.previous_commit or "not deployed")
+            for e in riding
+        }
+        # What people are sent: counts and the first NOTIFY_LINES services (2,000 would not fit SNS's 256 KB, nor be
+        # read); where every service is, when some are left out.
+        summary: dict[str, Any] = {
             "release_id": release_id,
             "stage": stage,
+            "services": len(riding),
+            "waves": sorted({e.wave for e in riding}),
             "will_deploy": [
-                {
-                    "service": e.service,
-                    "wave": e.wave,
-                    "from": live[e.service].commit if e.service in live else (e.previous_commit or "not deployed"),
-                    "to": e.commit,
-                    "source": e.source,
-                }
-                for e in sorted(ctx.manifest, key=lambda m: (m.wave, m.service))
+                {"service": e.service, "wave": e.wave, "from": was[e.service], "to": e.commit, "source": e.source}
+                for e in riding[:NOTIFY_LINES]
             ],
-            "waves": sorted({e.wave for e in ctx.manifest}),
             "earlier_stages": [
                 {
                     "stage": g["stage"],
                     "verdict": g["verdict"],
-                    "reasons": g["reasons"],
+                    "reasons": _first(g["reasons"]),
                     "tests": g["evidence"].get("tests"),
-                    "alarms": [a["name"] + ":" + a["state_now"] for a in g["evidence"].get("alarms") or []],
+                    "alarms": _first([a["name"] + ":" + a["state_now"] for a in g["evidence"].get("alarms") or []]),
                 }
                 for g in self._ledger.gates(release_id)
             ],
             "approve": f"trainctl approve {release_id} --stage {stage}",
             "reject": f"trainctl reject {release_id} --stage {stage} --reason '...'",
         }
+        # The ledger keeps every service: `from` here (what the stage runs before it), to/wave/source in the manifest.
+        # Not the whole will_deploy list: at 2,000 services it is ~0.5 MB, over DynamoDB's 400 KB item limit.
+        packet = {**summary, "from": was}
         self._ledger.put_approval(release_id, ApprovalRecord(stage, "PENDING", task_token, iso(now)), packet)
         self._ledger.add_event(release_id, "approval_requested", {"stage": stage}, now)
-        lines = [
-            f"{d['service']}: {str(d['from'])[:12]} -> {d['to'][:12]} (wave {d['wave']})" for d in packet["will_deploy"]
-        ]
+        lines = [f"{e.service}: {str(was[e.service])[:12]} -> {e.commit[:12]} (wave {e.wave})" for e in riding]
         notify(
             self._notifier,
             ctx.fleet,
             f"Approval needed before deploying to {stage}: release {release_id}",
-            {"kind": "approval", **packet, "lines": lines},
+            {"kind": "approval", **summary, "lines": lines},
+            full=(
+                f"ledger item PK=RELEASE#{release_id}, SK=APPROVAL#{stage} (packet.from: what {stage} runs now) "
+                f"and {manifest_item(release_id)} (to, wave, source)"
+            ),
         )
         return {"stage": stage, "status": "PENDING"}
+
+
+def _first(items: list[str]) -> list[str]:
+    """A gate's reasons or alarms, at most NOTIFY_LINES of them (the GATE# item keeps them all)."""
+    if len(items) <= NOTIFY_LINES:
+        return list(items)
+    return [*items[:NOTIFY_LINES], f"... and {len(items) - NOTIFY_LINES} more (ledger GATE# item)"]
