@@ -116,7 +116,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.getLogger("moto").setLevel(logging.CRITICAL)
     print(
-        f"{'row':<26} {'status':>9} {'wall s':>7} {'execs':>5} {'max events':>10} {'% cap':>6} "
+        f"{'row':<26} {'status':>9} {'wall s':>7} {'execs':>5} {'release ev':>10} {'max events':>10} {'% cap':>6} "
         f"{'max payload':>11} {'% limit':>7} {'at state':<14} {'transitions':>11} {'$/release':>9} "
         f"{'virtual h':>9} {'expected h':>10}"
     )
@@ -135,6 +135,7 @@ def main() -> None:
             expected = expected_virtual_s(doc, scenario) / 3600 if not row.builds else float("nan")
             print(
                 f"{row.label:<26} {result.status:>9} {result.wall_s:>7.1f} {len(result.executions):>5} "
+                f"{result.history_events:>10} "
                 f"{events:>10} {100 * events / HISTORY_CAP:>5.1f}% "
                 f"{payload:>11} {100 * payload / PAYLOAD_LIMIT:>6.1f}% "
                 f"{state:<14} {result.state_transitions:>11} {result.estimated_cost_usd:>9.4f} "
