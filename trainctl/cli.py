@@ -1,4 +1,5 @@
-"""trainctl: run a simulated train locally, or operate the deployed one (approve, reject, hold, cancel, status)."""
+"""trainctl: run a simulated train locally, or operate the deployed one (status, history, show, start, cancel, approve,
+reject, hold, fleet). Output, exit codes and errors follow one convention: trainctl/convention.py."""
 
 from __future__ import annotations
 
@@ -7,22 +8,36 @@ import json
 import logging
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
 from release_train.domain.errors import InvalidInput
+from trainctl.convention import (
+    AWS,
+    FAILED,
+    USAGE,
+    CommandError,
+    emit,
+    err,
+    fail,
+    guarded,
+    note,
+    out,
+    output_option,
+    text,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-console = Console(stderr=True)
-out = Console()
+console = err
 
 
 @contextlib.contextmanager
@@ -31,10 +46,9 @@ def _bad_input_exits_2() -> Iterator[None]:
     try:
         yield
     except InvalidInput as exc:
-        # escape: field paths and patterns contain [brackets] rich would read as markup; soft_wrap: no inserted
-        # line breaks inside a message a script may grep.
-        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        sys.exit(2)
+        # One line (trainctl/convention.py): fail() escapes the [brackets] of field paths and patterns, which rich
+        # would read as markup, and never inserts a line break inside a message a script may grep.
+        fail(f"{exc.source} is invalid: " + "; ".join(exc.problems), USAGE)
 
 
 @click.group()
@@ -72,11 +86,11 @@ class _Progress:
 
     def render(self) -> Table:
         table = Table.grid(padding=(0, 2))
-        table.add_row("[bold]virtual time[/]", self.virtual or "-")
-        table.add_row("[bold]stage[/]", self.stage)
-        table.add_row("[bold]state[/]", self.state)
+        table.add_row(text("virtual time", "bold"), text(self.virtual))
+        table.add_row(text("stage", "bold"), text(self.stage))
+        table.add_row(text("state", "bold"), text(self.state))
         for stage, counts in self.builds.items():
-            table.add_row(f"[bold]{stage} builds[/]", str(counts["started"]))
+            table.add_row(text(f"{stage} builds", "bold"), text(counts["started"]))
         return table
 
 
@@ -97,6 +111,7 @@ class _Progress:
     help="what the emulated world does (default: everything succeeds, prod approved)",
 )
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object (for machines) instead of tables")
+@output_option
 @click.option(
     "--pace",
     type=click.FloatRange(min=1.0),
@@ -111,9 +126,15 @@ class _Progress:
     help="write the functions' structured logs here",
 )
 def simulate(
-    fleet_path: Path, scenario_path: Path | None, as_json: bool, pace: float | None, log_path: Path | None
+    fleet_path: Path,
+    scenario_path: Path | None,
+    as_json: bool,
+    output: str,
+    pace: float | None,
+    log_path: Path | None,
 ) -> None:
     """Run a whole release train locally on the embedded emulator (no AWS account needed)."""
+    as_json = as_json or output == "json"
     from trainctl.sandbox.runner import simulate as run
     from trainctl.sandbox.scenario import Scenario, load_scenario
 
@@ -151,32 +172,39 @@ def simulate(
 def _summary(result: Any, scenario: str) -> None:
     colour = "green" if result.status == "SUCCEEDED" else "red"
     out.print(
-        f"[bold]release {result.release_id or '-'}[/] ({scenario}): [{colour}]{result.status}[/] — {result.reason}"
+        f"[bold]release {escape(result.release_id or '-')}[/] ({escape(scenario)}): [{colour}]{result.status}[/] — "
+        f"{escape(result.reason)}",
+        soft_wrap=True,
     )
     for stage in result.stages:
-        table = Table(title=f"stage {stage['name']}", title_justify="left")
+        table = Table(title=text(f"stage {stage['name']}"), title_justify="left")
         for column in ("service", "wave", "commit", "build"):
             table.add_column(column)
         for service in stage["services"]:
             status = service["build_status"]
             style = {"SUCCEEDED": "green", "NOT_BUILT": "dim"}.get(status, "red")
-            table.add_row(service["name"], str(service["wave"]), service["commit"][:12], f"[{style}]{status}[/]")
+            table.add_row(
+                text(service["name"]), text(service["wave"]), text(service["commit"][:12]), text(status, style)
+            )
         out.print(table)
     order = [stage["name"] for stage in result.stages]
     for gate in sorted(result.gates, key=lambda g: order.index(g["stage"]) if g["stage"] in order else len(order)):
         reasons = "; ".join(gate["reasons"]) or "all evidence good"
-        out.print(f"gate {gate['stage']}: {gate['verdict']} — {reasons}")
+        out.print(text(f"gate {gate['stage']}: {gate['verdict']} — {reasons}"), soft_wrap=True)
     for deployment in result.deployments:
         hooks = ", ".join(f"{h['phase']} {h['status']}" for h in deployment.get("hooks", []))
         rolled_back = " (rolled back)" if deployment.get("rolled_back") else ""
         versions = f"v{deployment.get('current_version')} -> v{deployment.get('target_version')}"
         config = str(deployment.get("deployment_config", "")).removeprefix("CodeDeployDefault.")
         out.print(
-            f"canary {deployment['function']} {versions} ({config}): {deployment['status']}{rolled_back}"
-            + (f" — {hooks}" if hooks else "")
+            text(
+                f"canary {deployment['function']} {versions} ({config}): {deployment['status']}{rolled_back}"
+                + (f" — {hooks}" if hooks else "")
+            ),
+            soft_wrap=True,
         )
     if result.second_start:
-        out.print(f"second start: {result.second_start['status']} ({result.second_start['error']})")
+        out.print(text(f"second start: {result.second_start['status']} ({result.second_start['error']})"))
     hours = result.virtual_duration_s / 3600
     out.print(
         f"virtual {hours:.1f} h in {result.wall_s:.2f} s wall · {result.history_events} history events "
@@ -186,23 +214,17 @@ def _summary(result: Any, scenario: str) -> None:
 
 
 # --- operating the deployed train ---------------------------------------------------------------------------------
+# Exit codes and output: trainctl/convention.py (0 ok, 1 failed, 2 usage/invalid input, 3 AWS/credentials/not found).
 
 
-@contextlib.contextmanager
-def _aws_errors_exit_3() -> Iterator[None]:
-    """AWS, credentials or not-found problems: one line saying what, exit 3 (never a traceback)."""
-    from botocore.exceptions import BotoCoreError, ClientError
+def _now() -> datetime:
+    """The operator commands' clock (tests replace it)."""
+    return datetime.now(UTC)
 
-    from trainctl.target import TargetError
 
-    try:
-        yield
-    except TargetError as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        sys.exit(3)
-    except (BotoCoreError, ClientError) as exc:
-        console.print(f"[red]AWS error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}", soft_wrap=True)
-        sys.exit(3)
+def _sleep(seconds: float) -> None:
+    """The --watch pause (tests replace it)."""
+    time.sleep(seconds)
 
 
 def _session(profile: str | None, region: str | None) -> Any:
@@ -211,23 +233,10 @@ def _session(profile: str | None, region: str | None) -> Any:
     return boto3.Session(profile_name=profile, region_name=region)
 
 
-def _ledger(table: str, session: Any = None) -> Any:
-    import boto3
-
-    from release_train.adapters.ledger import Ledger
-
-    return Ledger((session or boto3).resource("dynamodb").Table(table))
-
-
 def _stack(session: Any, name: str) -> Any:
     from trainctl.target import describe_stack
 
     return describe_stack(session.client("cloudformation"), name)
-
-
-table_option = click.option(
-    "--table", envvar="RELEASE_TRAIN_TABLE", required=True, help="the ledger table (stack output LedgerTableName)"
-)
 
 
 def _aws_options(command: Any) -> Any:
@@ -239,10 +248,329 @@ def _aws_options(command: Any) -> Any:
     return click.option(
         "--stack",
         "stack_name",
+        envvar="RELEASE_TRAIN_STACK",
         default=default_stack_name(ROOT),
         show_default=True,
         help="the release-train CloudFormation stack",
     )(command)
+
+
+def _target_options(command: Any) -> Any:
+    """The stack's options plus overrides of what its outputs say: --table (LedgerTableName) and --fleet (the fleet
+    file in the stack's config bucket names it)."""
+    command = click.option(
+        "--fleet", "fleet_name", default=None, help="the fleet (default: the one in the stack's config bucket)"
+    )(command)
+    command = click.option(
+        "--table", envvar="RELEASE_TRAIN_TABLE", default=None, help="the ledger table (default: the stack's output)"
+    )(command)
+    return _aws_options(command)
+
+
+def _target(stack_name: str, profile: str | None, region: str | None, table: str | None, fleet: str | None) -> Any:
+    from trainctl.target import Target
+
+    return Target(_session(profile, region), stack_name, table, fleet)
+
+
+# --- status, history, show -----------------------------------------------------------------------------------------
+
+
+def _schedule(target: Any) -> Any:
+    """A function of `now` giving the next-train document. With --table and --fleet the stack is optional: when it
+    cannot be read, the schedule is reported unknown (why, in `note`) rather than failing the whole status."""
+    from trainctl.schedule import next_train
+    from trainctl.target import TargetError
+
+    try:
+        parameters = target.stack.parameters
+    except TargetError as exc:
+        if not (target._table and target._fleet):
+            raise
+        reason = str(exc)
+        return lambda now: {"expression": None, "timezone": None, "state": None, "next_fire": None, "note": reason}
+    return lambda now: next_train(parameters, now).to_json()
+
+
+@main.command()
+@_target_options
+@click.option("--watch", is_flag=True, help="refresh until the running release ends (exit 1 unless it SUCCEEDED)")
+@click.option("--interval", type=click.FloatRange(min=1.0), default=10.0, show_default=True, help="seconds")
+@output_option
+def status(
+    stack_name: str,
+    profile: str | None,
+    region: str | None,
+    table: str | None,
+    fleet_name: str | None,
+    watch: bool,
+    interval: float,
+    output: str,
+) -> None:
+    """The running train (stage, wave, builds per wave, approval and who may answer, bake), what is live where, and
+    when the next train leaves."""
+    from trainctl.views import render_status, status_doc
+    from trainctl.watch import watch_release
+
+    with guarded():
+        target = _target(stack_name, profile, region, table, fleet_name)
+        schedule = _schedule(target)
+        ledger, fleet_ = target.ledger, target.fleet
+
+        def read() -> dict[str, Any]:
+            now = _now()
+            return status_doc(ledger, fleet_, now, schedule(now))
+
+        if not watch:
+            emit(output, read(), render_status)
+            return
+
+        def show(doc: dict[str, Any]) -> None:
+            if output == "json":
+                return  # one document: the last one
+            if out.is_terminal:
+                out.clear()
+            else:
+                out.rule(text(doc["now"]))
+            render_status(doc)
+
+        watched = watch_release(read, show, _sleep, interval)
+        if output == "json":
+            emit(output, watched.last, render_status)
+        if watched.release_id is None:
+            note("no train is running: nothing to watch")
+            return
+        record = ledger.release(watched.release_id)
+        final = record.status.value if record else "UNKNOWN"
+        if final != "SUCCEEDED":
+            fail(f"release {watched.release_id} ended {final}: {record.reason if record else '-'}", FAILED)
+
+
+@main.command()
+@_target_options
+@click.option("-n", "--limit", type=click.IntRange(min=1, max=1000), default=10, show_default=True)
+@output_option
+def history(
+    stack_name: str,
+    profile: str | None,
+    region: str | None,
+    table: str | None,
+    fleet_name: str | None,
+    limit: int,
+    output: str,
+) -> None:
+    """The fleet's releases, newest first: status, reason, duration, who started them."""
+    from trainctl.views import history_doc, render_history
+
+    with guarded():
+        target = _target(stack_name, profile, region, table, fleet_name)
+        doc = history_doc(target.ledger, target.fleet, limit, _now())
+    emit(output, doc, render_history)
+
+
+@main.command()
+@click.argument("release_id")
+@_target_options
+@output_option
+def show(
+    release_id: str,
+    stack_name: str,
+    profile: str | None,
+    region: str | None,
+    table: str | None,
+    fleet_name: str | None,
+    output: str,
+) -> None:
+    """One release: manifest, waves, builds, approvals with identities, gates and verdicts, aliases, events."""
+    from trainctl.views import find_release, render_show, show_doc
+
+    with guarded():
+        target = _target(stack_name, profile, region, table, fleet_name)
+        record = find_release(target.ledger, release_id, target.table_name)
+        doc = show_doc(target.ledger, record, _now())
+    emit(output, doc, render_show)
+
+
+# --- cancel, start -------------------------------------------------------------------------------------------------
+
+# StopExecution: "error" at most 256 characters, "cause" at most 32,768 (Step Functions API reference).
+STOP_ERROR = "OperatorCancelled"
+CAUSE_MAX = 32_768
+
+
+def _states_client(session: Any, execution_arn: str) -> Any:
+    """Step Functions in the execution's own region (an ARN names it: arn:aws:states:<region>:...)."""
+    parts = execution_arn.split(":")
+    region = parts[3] if len(parts) > 3 and parts[3] else None
+    return session.client("stepfunctions", region_name=region) if region else session.client("stepfunctions")
+
+
+@main.command()
+@click.argument("release")
+@click.option("--reason", required=True, help="why (becomes the release's reason: 'execution ABORTED: <reason> …')")
+@_target_options
+@output_option
+def cancel(
+    release: str,
+    reason: str,
+    stack_name: str,
+    profile: str | None,
+    region: str | None,
+    table: str | None,
+    fleet_name: str | None,
+    output: str,
+) -> None:
+    """Stop a running train by release id (or execution ARN): the same as Stop in the console; the clean-up rule stops
+    its builds and deployments, closes the release CANCELLED and frees the lock."""
+    if not reason.strip():
+        fail("--reason is empty: say why the train is cancelled (everyone on the release reads it)", USAGE)
+    with guarded():
+        target = _target(stack_name, profile, region, table, fleet_name)
+        identity = target.identity()
+        cause = f"{reason.strip()} (cancelled by {identity})"
+        if len(cause) > CAUSE_MAX:
+            raise CommandError(
+                f"--reason is {len(reason):,} characters; StopExecution keeps a cause of at most {CAUSE_MAX:,} "
+                "including who cancelled: shorten it",
+                USAGE,
+            )
+        release_id: str | None = None
+        if release.startswith("arn:"):
+            execution_arn = release
+        else:
+            from trainctl.views import find_release
+
+            record = find_release(target.ledger, release, target.table_name)
+            release_id, execution_arn = record.release_id, record.execution_arn
+        sfn = _states_client(target.session, execution_arn)
+        running = sfn.describe_execution(executionArn=execution_arn)["status"]
+        if running != "RUNNING":
+            raise CommandError(
+                f"{release_id or execution_arn}: its execution is already {running}; nothing to stop "
+                "(trainctl show RELEASE says how it ended)",
+                FAILED,
+            )
+        sfn.stop_execution(executionArn=execution_arn, error=STOP_ERROR, cause=cause)
+    doc = {"release_id": release_id, "execution_arn": execution_arn, "error": STOP_ERROR, "cause": cause}
+    emit(
+        output,
+        doc,
+        lambda d: out.print(
+            text(f"stop requested: {d['release_id'] or ''} {d['execution_arn']} — the clean-up closes the release"),
+            soft_wrap=True,
+        ),
+    )
+
+
+@main.command()
+@click.option("--services", default=None, help="comma-separated service names to release (even if unchanged)")
+@click.option("--all", "all_services", is_flag=True, help="release every service of the fleet")
+@click.option("--reason", required=True, help="why (recorded with your IAM identity as requested_by)")
+@click.option("--release-id", default=None, help="name the release (default: <ISO week>-manual-<execution suffix>)")
+@click.option(
+    "--supersede",
+    is_flag=True,
+    help="replace a running train that waits only for an approval (its approval SUPERSEDED, it ends BLOCKED)",
+)
+@_target_options
+@output_option
+def start(
+    services: str | None,
+    all_services: bool,
+    reason: str,
+    release_id: str | None,
+    supersede: bool,
+    stack_name: str,
+    profile: str | None,
+    region: str | None,
+    table: str | None,
+    fleet_name: str | None,
+    output: str,
+) -> None:
+    """Start a manual train on the stack's state machine alias (the schedule's path): by default the changed
+    services. Refused while a train runs; a train waiting only for an approval is replaced with --supersede."""
+    from uuid import uuid4
+
+    from release_train.domain.release import parse_execution_input, release_id_for
+
+    if services is not None and all_services:
+        fail("--services and --all exclude each other: name services, or release all of them", USAGE)
+    if not reason.strip() or len(reason) > 1000:
+        fail("--reason: say why in 1 to 1,000 characters (it is recorded on the release)", USAGE)
+    names = [n.strip() for n in (services or "").split(",") if n.strip()]
+    if services is not None and not names:
+        fail("--services names no service: e.g. --services orders,payments", USAGE)
+    with guarded():
+        target = _target(stack_name, profile, region, table, fleet_name)
+        known = [str(s.get("name")) for s in target.fleet_doc().get("services") or [] if isinstance(s, dict)]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise CommandError(f"--services: not in fleet {target.fleet}: {', '.join(unknown)}", USAGE)
+        identity = target.identity()
+        execution_name = f"manual-{uuid4().hex[:12]}"
+        request: dict[str, Any] = {
+            "trigger": "manual",
+            "services": names or ("all" if all_services else "changed"),
+            "requested_by": f"{identity}: {reason.strip()}",
+        }
+        if release_id:
+            request["release_id"] = release_id
+        parsed = parse_execution_input(request)  # the input PlanRelease will check: invalid -> exit 2 here
+        request["release_id"] = release_id_for(parsed, execution_name, _now())
+        ledger = target.ledger
+        if ledger.release(request["release_id"]) is not None:
+            raise CommandError(f"release {request['release_id']} already exists: pick another --release-id", FAILED)
+        superseding = _may_start(ledger, target.fleet, supersede)
+        alias = target.stack.output("StateMachineAliasArn")
+        started = target.session.client("stepfunctions").start_execution(
+            stateMachineArn=alias, name=execution_name, input=json.dumps(request)
+        )
+    doc = {
+        "release_id": request["release_id"],
+        "execution_arn": started["executionArn"],
+        "state_machine": alias,
+        "input": request,
+        "supersedes": superseding,
+    }
+
+    def render(d: dict[str, Any]) -> None:
+        out.print(text(f"started {d['release_id']}: {d['execution_arn']}"), soft_wrap=True)
+        if d["supersedes"]:
+            out.print(text(f"superseding {d['supersedes']} (it waits for an approval)"), soft_wrap=True)
+        out.print(text("follow it: trainctl status --watch"))
+
+    emit(output, doc, render)
+
+
+def _may_start(ledger: Any, fleet: str, supersede: bool) -> str | None:
+    """Refuse (exit 1, naming it) while a release runs; with --supersede, allow only over one waiting for an approval.
+    PlanRelease decides for real (docs/adr/0004): it supersedes a holder that waits only for an approval and refuses
+    any other (ReleaseInProgress). Returns the release being superseded, if any."""
+    lock = ledger.lock(fleet)
+    if lock is None:
+        return None
+    record = ledger.release(lock.release_id)
+    if record is None or record.status.terminal:
+        return None  # a lock whose release ended: PlanRelease reclaims it once the execution has ended
+    pending = [a.stage for a in ledger.pending_approvals(lock.release_id)]
+    if pending and supersede:
+        return str(lock.release_id)
+    if pending:
+        raise CommandError(
+            f"release {lock.release_id} is running (waiting for the {', '.join(pending)} approval since "
+            f"{lock.acquired_at}): start refused; pass --supersede to replace it (its approval is marked SUPERSEDED, "
+            "it ends BLOCKED and its execution is stopped), or answer its approval",
+            FAILED,
+        )
+    raise CommandError(
+        f"release {lock.release_id} is running (since {lock.acquired_at}, not waiting for an approval): start "
+        f"refused{' even with --supersede, which replaces only a train waiting for an approval' if supersede else ''}; "
+        f"wait for it (trainctl status --watch) or cancel it (trainctl cancel {lock.release_id} --reason …)",
+        FAILED,
+    )
+
+
+# --- approve, reject, hold -----------------------------------------------------------------------------------------
 
 
 def _answer(
@@ -255,31 +583,38 @@ def _answer(
     stack_name: str,
     profile: str | None,
     region: str | None,
+    output: str,
 ) -> None:
     from trainctl.target import Approvals
 
-    with _aws_errors_exit_3():
+    with guarded():
         session = _session(profile, region)
         target = url or _stack(session, stack_name).output("ApprovalsUrl")
         credentials = session.get_credentials()
         if credentials is None:
-            console.print("[red]error:[/] no AWS credentials: configure a profile or pass --profile")
-            sys.exit(3)
+            raise CommandError(
+                "no AWS credentials found: run `aws configure` or `aws sso login`, or pass --profile", AWS
+            )
         region_name = Approvals.region_of(target, session.region_name or "us-east-1")
         answered = Approvals(target, credentials, region_name).answer(release_id, stage, approve, reason, by)
     body = answered.body
     if answered.status == 200:
-        out.print(
-            f"{escape(release_id)} {escape(stage)}: {escape(str(body.get('status')))} by "
-            f"{escape(str(body.get('decided_by')))} ({escape(str(body.get('identity')))})"
+        emit(
+            output,
+            {"http_status": answered.status, **body},
+            lambda b: out.print(
+                text(f"{release_id} {stage}: {b.get('status')} by {b.get('decided_by')} ({b.get('identity')})"),
+                soft_wrap=True,
+            ),
         )
         return
-    problems = body.get("problems") or []
-    console.print(f"[red]refused ({answered.status}):[/] {escape(str(body.get('error', body)))}")
-    for problem in problems if isinstance(problems, list) else []:
-        console.print(f"  - {escape(str(problem))}")
     # 403: not an approver (the action failed); 404: no such approval; 400/409: invalid or too late.
-    sys.exit({403: 1, 404: 3}.get(answered.status, 2 if answered.status in {400, 409} else 3))
+    code = {403: FAILED, 404: AWS}.get(answered.status, USAGE if answered.status in {400, 409} else AWS)
+    problems = body.get("problems") or []
+    if output == "json":
+        click.echo(json.dumps({"http_status": answered.status, **body}, indent=2, default=str))
+    detail = "; ".join(str(p) for p in problems) if isinstance(problems, list) and problems else ""
+    fail(f"refused ({answered.status}): {body.get('error', body)}" + (f": {detail}" if detail else ""), code)
 
 
 _url_option = click.option(
@@ -294,6 +629,7 @@ _url_option = click.option(
 @click.option("--by", default="", help="a display name, recorded beside the IAM identity AWS authenticated")
 @_url_option
 @_aws_options
+@output_option
 def approve(
     release_id: str,
     stage: str,
@@ -303,9 +639,10 @@ def approve(
     stack_name: str,
     profile: str | None,
     region: str | None,
+    output: str,
 ) -> None:
     """Approve a stage waiting for approval (you must be one of its approvers)."""
-    _answer(release_id, stage, True, by, reason, url, stack_name, profile, region)
+    _answer(release_id, stage, True, by, reason, url, stack_name, profile, region, output)
 
 
 @main.command()
@@ -315,6 +652,7 @@ def approve(
 @click.option("--by", default="", help="a display name, recorded beside the IAM identity AWS authenticated")
 @_url_option
 @_aws_options
+@output_option
 def reject(
     release_id: str,
     stage: str,
@@ -324,77 +662,63 @@ def reject(
     stack_name: str,
     profile: str | None,
     region: str | None,
+    output: str,
 ) -> None:
     """Reject a stage waiting for approval: the release ends BLOCKED, nothing deployed to that stage."""
-    _answer(release_id, stage, False, by, reason, url, stack_name, profile, region)
+    _answer(release_id, stage, False, by, reason, url, stack_name, profile, region, output)
 
 
 @main.command()
-@table_option
-@click.option("--fleet", "fleet_name", required=True)
 @click.option("--scope", default="*", show_default=True, help="a service name, or * for the whole fleet")
 @click.option("--reason", required=True, help="why (kept in the audit record, also when lifting)")
 @click.option("--by", required=True, help="a display name, recorded beside your IAM identity")
 @click.option("--remove", is_flag=True, help="lift the hold instead")
-@click.option("--profile", default=None)
-@click.option("--region", default=None)
+@_target_options
+@output_option
 def hold(
-    table: str,
-    fleet_name: str,
     scope: str,
     reason: str,
     by: str,
     remove: bool,
+    stack_name: str,
     profile: str | None,
     region: str | None,
+    table: str | None,
+    fleet_name: str | None,
+    output: str,
 ) -> None:
     """Put (or lift) an operator hold: no wave starts and no stage is entered while it stands."""
     from release_train.adapters.clock import Clock
     from release_train.domain.release import Hold
 
-    with _aws_errors_exit_3():
-        session = _session(profile, region)
-        identity = str(session.client("sts").get_caller_identity()["Arn"])
-        ledger = _ledger(table, session)
-        hold = Hold(scope, reason, by, identity)
+    with guarded():
+        target = _target(stack_name, profile, region, table, fleet_name)
+        identity = target.identity()
+        ledger, fleet_ = target.ledger, target.fleet
+        held = Hold(scope, reason, by, identity)
         if remove:
-            ledger.remove_hold(fleet_name, hold, Clock().now())
-            out.print(f"hold on {escape(scope)} lifted by {escape(by)} ({escape(identity)})")
+            ledger.remove_hold(fleet_, held, Clock().now())
         else:
-            ledger.put_hold(fleet_name, hold, Clock().now())
-            out.print(f"hold on {escape(scope)} set by {escape(by)} ({escape(identity)}): {escape(reason)}")
+            ledger.put_hold(fleet_, held, Clock().now())
+    doc = {
+        "fleet": fleet_,
+        "scope": scope,
+        "action": "hold_removed" if remove else "hold_put",
+        "reason": reason,
+        "by": by,
+        "identity": identity,
+    }
+
+    def render(d: dict[str, Any]) -> None:
+        if remove:
+            out.print(text(f"hold on {scope} lifted by {by} ({identity})"), soft_wrap=True)
+        else:
+            out.print(text(f"hold on {scope} set by {by} ({identity}): {reason}"), soft_wrap=True)
+
+    emit(output, doc, render)
 
 
-@main.command()
-@click.argument("execution_arn")
-@click.option("--reason", required=True)
-def cancel(execution_arn: str, reason: str) -> None:
-    """Stop a running train (same as Stop in the console); the clean-up rule closes the release."""
-    import boto3
-
-    with _aws_errors_exit_3():
-        boto3.client("stepfunctions").stop_execution(
-            executionArn=execution_arn, error="OperatorCancelled", cause=reason
-        )
-    out.print(f"stop requested: {escape(execution_arn)}")
-
-
-@main.command()
-@table_option
-@click.option("--fleet", "fleet_name", required=True)
-@click.option("--limit", default=10, show_default=True)
-def status(table: str, fleet_name: str, limit: int) -> None:
-    """Recent releases of a fleet, newest first, and who holds the lock."""
-    with _aws_errors_exit_3():
-        ledger = _ledger(table)
-        lock = ledger.lock(fleet_name)
-        out.print(f"lock: {escape(lock.release_id + ' since ' + lock.acquired_at) if lock else 'free'}")
-        listing = Table("release", "status", "created", "reason")
-        for record in ledger.list_releases(fleet_name, limit):
-            listing.add_row(
-                escape(record.release_id), record.status.value, escape(record.created_at), escape(record.reason[:80])
-            )
-    out.print(listing)
+# --- the fleet file ------------------------------------------------------------------------------------------------
 
 
 @main.group()
@@ -407,48 +731,69 @@ def fleet() -> None:
 @click.option("--stack", "stack_name", default=None, help="also check the deployed stack's guardrails (needs AWS)")
 @click.option("--profile", default=None)
 @click.option("--region", default=None)
-def fleet_validate(path: Path, stack_name: str | None, profile: str | None, region: str | None) -> None:
+@output_option
+def fleet_validate(path: Path, stack_name: str | None, profile: str | None, region: str | None, output: str) -> None:
     """Check a fleet file with the rules PlanRelease applies; with --stack, against that stack's guardrails too."""
     from release_train.domain.fleet import parse_fleet
     from release_train.domain.guardrails import Guardrails
 
-    with _bad_input_exits_2():
+    with guarded():
         parsed = parse_fleet(path.read_text(), str(path))
         if stack_name:
-            with _aws_errors_exit_3():
-                stack = _stack(_session(profile, region), stack_name)
+            stack = _stack(_session(profile, region), stack_name)
             Guardrails.from_parameters(stack.parameters, stack.account).check(parsed, str(path))
-    out.print(
-        f"{escape(str(path))}: fleet {parsed.fleet}, {len(parsed.services)} services, waves {parsed.waves()}, "
-        f"stages {escape(str([s.name for s in parsed.stages]))}"
-    )
-    if stack_name:
-        out.print(f"guardrails of stack {escape(stack_name)}: met")
-    else:
-        console.print(
-            "[yellow]guardrails not checked:[/] offline, the stack's parameters are unknown; pass --stack NAME "
-            "(PlanRelease and `fleet push` always check them)"
+    doc = {
+        "path": str(path),
+        "fleet": parsed.fleet,
+        "services": len(parsed.services),
+        "waves": parsed.waves(),
+        "stages": [s.name for s in parsed.stages],
+        "guardrails": f"met (stack {stack_name})" if stack_name else "not checked",
+    }
+
+    def render(d: dict[str, Any]) -> None:
+        out.print(
+            text(
+                f"{path}: fleet {parsed.fleet}, {len(parsed.services)} services, waves {parsed.waves()}, "
+                f"stages {[s.name for s in parsed.stages]}"
+            ),
+            soft_wrap=True,
         )
+        if stack_name:
+            out.print(text(f"guardrails of stack {stack_name}: met"))
+        else:
+            note(
+                "guardrails not checked: offline, the stack's parameters are unknown; pass --stack NAME "
+                "(PlanRelease and `fleet push` always check them)"
+            )
+
+    emit(output, doc, render)
 
 
 @fleet.command("push")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=ROOT / "fleet.yaml")
 @_aws_options
-def fleet_push(path: Path, stack_name: str, profile: str | None, region: str | None) -> None:
+@output_option
+def fleet_push(path: Path, stack_name: str, profile: str | None, region: str | None, output: str) -> None:
     """Validate against the stack's guardrails, then upload the fleet the next train will read."""
-    from release_train.adapters.fleet_store import FleetStore
+    from release_train.adapters.fleet_store import FLEET_KEY, FleetStore
     from release_train.domain.fleet import parse_fleet
     from release_train.domain.guardrails import Guardrails
 
-    text = path.read_text()
-    with _bad_input_exits_2(), _aws_errors_exit_3():
+    text_ = path.read_text()
+    with guarded():
         session = _session(profile, region)
         stack = _stack(session, stack_name)
-        parsed = parse_fleet(text, str(path))
+        parsed = parse_fleet(text_, str(path))
         Guardrails.from_parameters(stack.parameters, stack.account).check(parsed, str(path))
         bucket = stack.output("ConfigBucketName")
-        version = FleetStore(session.client("s3"), bucket).push(text)
-    out.print(f"pushed {escape(str(path))} to s3://{escape(bucket)}/fleet.yaml (version {version})")
+        version = FleetStore(session.client("s3"), bucket).push(text_)
+    doc = {"path": str(path), "fleet": parsed.fleet, "bucket": bucket, "key": FLEET_KEY, "version": version}
+    emit(
+        output,
+        doc,
+        lambda d: out.print(text(f"pushed {path} to s3://{bucket}/{FLEET_KEY} (version {version})"), soft_wrap=True),
+    )
 
 
 if __name__ == "__main__":

@@ -48,10 +48,18 @@ class Stack:
 def describe_stack(cloudformation: Any, name: str) -> Stack:
     """DescribeStacks: outputs (OutputKey/OutputValue) and parameters (ParameterKey/ParameterValue); the account and
     region come from the StackId ARN."""
+    from botocore.exceptions import ClientError
+
     try:
         stacks = cloudformation.describe_stacks(StackName=name)["Stacks"]
-    except Exception as exc:  # botocore ClientError (ValidationError: does not exist), credentials, endpoint
-        raise TargetError(f"cannot read stack {name}: {type(exc).__name__}: {exc}") from exc
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        if error.get("Code") == "ValidationError" and "does not exist" in str(error.get("Message", "")):
+            region = cloudformation.meta.region_name
+            raise TargetError(
+                f"cannot read stack {name}: it does not exist in {region}: check --stack, --region and --profile"
+            ) from None
+        raise  # access denied, expired credentials: the caller's one line says which
     stack = stacks[0]
     arn = stack["StackId"].split(":")
     return Stack(
@@ -108,3 +116,73 @@ class Approvals:
         except ValueError:
             parsed = {"error": response.text[:500]}
         return Answered(response.status_code, parsed if isinstance(parsed, dict) else {"error": str(parsed)})
+
+
+class Target:
+    """What an operator command acts on, resolved lazily: the boto3 session (--profile, --region, the default chain),
+    the stack (--stack) and from its outputs the ledger table (or --table) and the fleet (or --fleet: else the name in
+    the fleet file the stack's config bucket holds, the one the next train reads)."""
+
+    def __init__(
+        self,
+        session: Any,
+        stack_name: str,
+        table: str | None = None,
+        fleet: str | None = None,
+    ) -> None:
+        self.session, self.stack_name = session, stack_name
+        self._table, self._fleet = table, fleet
+        self._stack: Stack | None = None
+        self._fleet_doc: dict[str, Any] | None = None
+        self._ledger: Any = None
+
+    @property
+    def stack(self) -> Stack:
+        if self._stack is None:
+            self._stack = describe_stack(self.session.client("cloudformation"), self.stack_name)
+        return self._stack
+
+    @property
+    def table_name(self) -> str:
+        return self._table or self.stack.output("LedgerTableName")
+
+    @property
+    def ledger(self) -> Any:
+        if self._ledger is None:
+            from release_train.adapters.ledger import Ledger
+
+            self._ledger = Ledger(self.session.resource("dynamodb").Table(self.table_name))
+        return self._ledger
+
+    def fleet_doc(self) -> dict[str, Any]:
+        """The fleet file in the stack's config bucket, as YAML (not validated: PlanRelease does that)."""
+        if self._fleet_doc is None:
+            import yaml
+
+            from release_train.adapters.fleet_store import FLEET_KEY
+
+            bucket = self.stack.output("ConfigBucketName")
+            s3 = self.session.client("s3")
+            try:
+                body = s3.get_object(Bucket=bucket, Key=FLEET_KEY)["Body"].read()
+            except s3.exceptions.NoSuchKey:
+                raise TargetError(
+                    f"no {FLEET_KEY} in s3://{bucket} (stack {self.stack_name}): push one (trainctl fleet push), "
+                    "or pass --fleet"
+                ) from None
+            try:
+                doc = yaml.safe_load(body)
+            except yaml.YAMLError:
+                doc = None
+            if not isinstance(doc, dict) or not isinstance(doc.get("fleet"), str):
+                raise TargetError(f"s3://{bucket}/{FLEET_KEY} names no fleet: push a valid one (trainctl fleet push)")
+            self._fleet_doc = doc
+        return self._fleet_doc
+
+    @property
+    def fleet(self) -> str:
+        return self._fleet or str(self.fleet_doc()["fleet"])
+
+    def identity(self) -> str:
+        """The caller's IAM principal as AWS sees it (STS GetCallerIdentity)."""
+        return str(self.session.client("sts").get_caller_identity()["Arn"])

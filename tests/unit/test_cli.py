@@ -60,18 +60,52 @@ def test_given_a_hold_when_set_and_lifted_then_both_are_audited_with_the_callers
     ]
 
 
-def test_given_releases_when_status_is_asked_then_the_lock_and_the_newest_releases_are_shown(ledger: Ledger) -> None:
+def test_given_releases_when_status_is_asked_with_table_and_fleet_then_the_running_one_and_the_last_are_shown(
+    ledger: Ledger,
+) -> None:
     _release(ledger, "2026-W47", "2026-11-16T09:00:00+00:00")
     _release(ledger, "2026-W48", "2026-11-23T09:00:00+00:00")
     ledger.close_release("2026-W47", Status.SUCCEEDED, "all stages promoted", datetime_now())
     ledger.acquire_lock("acme-shop", "2026-W48", EXECUTION, datetime_now())
 
-    code, output = _run("status", "--table", TABLE_NAME, "--fleet", "acme-shop")
+    code, output = _run("status", "--table", TABLE_NAME, "--fleet", "acme-shop", "--output", "json")
 
     assert code == 0
-    assert "lock: 2026-W48 since" in output
-    assert output.index("2026-W48") < output.index("2026-W47")  # newest first
-    assert "SUCCEEDED" in output and "RUNNING" in output
+    doc = json.loads(output)
+    assert doc["lock"]["release_id"] == "2026-W48" and doc["running"]["status"] == "RUNNING"
+    assert doc["last_release"]["release_id"] == "2026-W47" and doc["last_release"]["status"] == "SUCCEEDED"
+    # no stack in this account: the schedule is unknown, and says why, but the ledger's answer stands
+    assert doc["next_train"]["next_fire"] is None and "cannot read stack" in doc["next_train"]["note"]
+
+
+# --- rich markup never swallows [brackets] ---------------------------------------------------------------------------
+
+
+def test_given_an_invalid_fleet_name_when_validated_then_the_pattern_prints_intact_in_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "fleet.yaml"
+    bad.write_text("fleet: Acme_Shop\nservices:\n  - {name: a, source: {codecommit: a}, wave: 1}\n")
+
+    result = CliRunner().invoke(main, ["fleet", "validate", str(bad)])
+
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "'^[a-z0-9][a-z0-9-]{0,62}$'" in result.stderr  # not '^{0,62}$'
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_given_ledger_text_with_brackets_when_shown_then_every_bracket_prints(ledger: Ledger) -> None:
+    record = ReleaseRecord(
+        "2026-W49", "acme-shop", Status.RUNNING, "planned", EXECUTION, "2026-11-30T09:00:00+00:00", stages=["prod"]
+    )
+    assert ledger.create_release(record, pinned_fleet={})
+    ledger.close_release("2026-W49", Status.BLOCKED, "gate prod: [bold]alarm[/] '^[a-z]{0,62}$' fired", datetime_now())
+    ledger.add_event("2026-W49", "gate", {"why": "[red]x[/red] [link=http://x]y[/link]"}, datetime_now())
+
+    result = CliRunner().invoke(main, ["show", "2026-W49", "--table", TABLE_NAME, "--fleet", "acme-shop"])
+
+    assert result.exit_code == 0, result.output
+    flat = "".join(result.stdout.split())
+    for shown in ("[bold]alarm[/]", "'^[a-z]{0,62}$'", "[red]x[/red]", "[link=http://x]y[/link]"):
+        assert "".join(shown.split()) in flat, shown
 
 
 # --- approve / reject: SigV4-signed calls to the AnswerApproval function URL ---------------------------------------
@@ -110,6 +144,20 @@ def test_given_an_approval_when_sent_then_it_is_a_sigv4_signed_post_for_lambda_w
     assert sent.headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
     assert "/eu-west-1/lambda/aws4_request" in sent.headers["Authorization"]
     assert "X-Amz-Date" in sent.headers
+
+
+def test_given_an_approval_when_sent_with_json_output_then_stdout_is_the_answer(
+    approvals_url: Loopback, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    approvals_url.route("POST", "/", 200, {"status": "APPROVED", "decided_by": "Rita", "identity": "arn:x"})
+
+    result = CliRunner().invoke(
+        main, ["approve", "2026-W48", "--stage", "prod", "--url", approvals_url.base_url + "/", "--output", "json"]
+    )
+
+    assert result.exit_code == 0
+    answer = {"http_status": 200, "status": "APPROVED", "decided_by": "Rita", "identity": "arn:x"}
+    assert json.loads(result.stdout) == answer
 
 
 @pytest.mark.parametrize(
@@ -223,6 +271,19 @@ def test_given_a_valid_fleet_file_when_validated_then_it_summarises_it() -> None
     assert "fleet acme-shop" in output
     assert "6 services" in output
     assert "'staging', 'prod'" in output
+
+
+def test_given_a_valid_fleet_file_when_validated_with_json_output_then_stdout_is_one_document() -> None:
+    result = CliRunner().invoke(main, ["fleet", "validate", str(FLEET_FILE), "--output", "json"])
+
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert (doc["fleet"], doc["services"], doc["stages"], doc["guardrails"]) == (
+        "acme-shop",
+        6,
+        ["staging", "prod"],
+        "not checked",
+    )
 
 
 def test_given_an_invalid_fleet_file_when_validated_then_exit_2_names_the_field(tmp_path: Path) -> None:
