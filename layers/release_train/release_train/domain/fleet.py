@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Annotated, Any, Literal
@@ -333,20 +332,18 @@ class Fleet(_Model):
     def _check_limits(self) -> None:
         """A release of this fleet must stay within half of Step Functions' history and payload limits (the bench
         measures the same formula, domain/scale.py)."""
-        waves = Counter(s.wave for s in self.services)
-        per_stage = [dict(waves) for _ in self.stages]
+        by_wave: dict[int, list[Service]] = {}
+        for service in sorted(self.services, key=lambda s: s.name):  # chunks take a wave's services by name
+            by_wave.setdefault(service.wave, []).append(service)
+        per_stage = [{wave: len(members) for wave, members in by_wave.items()} for _ in self.stages]
         # LoadChunk's answer, {"builds": [{"service": .., "project": .., "commit": <40 hex>}, ..]}, in JSON bytes.
         entry = len(json.dumps({"service": "", "project": "", "commit": "0" * 40})) + len(", ")
         payloads = []
         for stage in self.stages:
-            for wave in waves:
-                sizes = sorted(
-                    (s.name, entry + len(s.name) + len(self.project_for(s, stage.name)))
-                    for s in self.services
-                    if s.wave == wave
-                )
+            for members in by_wave.values():
+                sizes = [entry + len(s.name) + len(self.project_for(s, stage.name)) for s in members]
                 for start in range(0, len(sizes), CHUNK_SIZE):
-                    payloads.append(len('{"builds": []}') + sum(size for _, size in sizes[start : start + CHUNK_SIZE]))
+                    payloads.append(len('{"builds": []}') + sum(sizes[start : start + CHUNK_SIZE]))
         problems = estimate(per_stage, payloads).problems()
         if problems:
             raise ValueError("services: " + "; ".join(problems))
