@@ -796,5 +796,8 @@ def fleet_push(path: Path, stack_name: str, profile: str | None, region: str | N
     )
 
 
+# --- commands kept in their own modules: each registers itself on `main` when imported (after everything above) ---
+# One import per line, in alphabetical order.
+
 if __name__ == "__main__":
     main()
