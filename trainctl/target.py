@@ -79,9 +79,10 @@ class Answered:
     body: dict[str, Any]
 
 
-class Approvals:
-    """POST an answer to the AnswerApproval function URL, SigV4-signed for service `lambda` ("Invoking Lambda function
-    URLs": AWS_IAM auth needs a SigV4 signature), so the function sees who answered as AWS authenticated them."""
+class FunctionUrl:
+    """POST JSON to one of the train's function URLs (AnswerApproval, BreakGlass), SigV4-signed for service `lambda`
+    ("Invoking Lambda function URLs": AWS_IAM auth needs a SigV4 signature), so the function sees who called as AWS
+    authenticated them."""
 
     def __init__(self, url: str, credentials: Any, region: str, http: requests.Session | None = None) -> None:
         self._url, self._credentials, self._region = url, credentials, region
@@ -94,28 +95,27 @@ class Approvals:
         parts = host.split(".")
         return parts[2] if len(parts) > 3 and parts[1] == "lambda-url" else fallback
 
-    def answer(self, release_id: str, stage: str, approve: bool, reason: str, by: str = "") -> Answered:
-        body = json.dumps(
-            {
-                "release_id": release_id,
-                "stage": stage,
-                "decision": "approve" if approve else "reject",
-                "reason": reason,
-                "by": by,
-            }
-        )
+    def post(self, document: dict[str, Any], what: str) -> Answered:
+        body = json.dumps(document)
         request = AWSRequest(method="POST", url=self._url, data=body, headers={"Content-Type": "application/json"})
         SigV4Auth(self._credentials, "lambda", self._region).add_auth(request)
         try:
             response = self._http.post(self._url, data=body, headers=dict(request.headers.items()), timeout=30)
         except requests.RequestException as exc:
             host = urlsplit(self._url).hostname
-            raise TargetError(f"cannot reach the approvals URL ({host}): {type(exc).__name__}") from None
+            raise TargetError(f"cannot reach the {what} URL ({host}): {type(exc).__name__}") from None
         try:
             parsed = response.json()
         except ValueError:
             parsed = {"error": response.text[:500]}
         return Answered(response.status_code, parsed if isinstance(parsed, dict) else {"error": str(parsed)})
+
+
+class Approvals(FunctionUrl):
+    def answer(self, release_id: str, stage: str, approve: bool, reason: str, by: str = "") -> Answered:
+        decision = "approve" if approve else "reject"
+        document = {"release_id": release_id, "stage": stage, "decision": decision, "reason": reason, "by": by}
+        return self.post(document, "approvals")
 
 
 class Target:

@@ -407,3 +407,37 @@ def test_given_a_lambda_that_waits_in_virtual_time_inside_invoke_then_other_requ
 
     assert result["status"] == "SUCCEEDED" and json.loads(result["output"]) == {"slept": True}
     assert len(seen) == 1 and seen[0].endswith("/meanwhile")
+
+
+def test_given_an_hmac_key_in_a_template_when_cloudformation_creates_it_then_it_signs_and_verifies(
+    box: Sandbox,
+) -> None:
+    """Fix 15: plain moto creates every template key as ENCRYPT_DECRYPT / SYMMETRIC_DEFAULT, so GenerateMac on the
+    break-glass key failed with InvalidKeyUsageException."""
+    import boto3
+
+    template = {
+        "Resources": {
+            "Key": {
+                "Type": "AWS::KMS::Key",
+                "Properties": {
+                    "KeySpec": "HMAC_256",
+                    "KeyUsage": "GENERATE_VERIFY_MAC",
+                    "KeyPolicy": {"Version": "2012-10-17", "Statement": []},
+                },
+            }
+        }
+    }
+    cloudformation, kms = boto3.client("cloudformation"), boto3.client("kms")
+    box.act(lambda: cloudformation.create_stack(StackName="keys", TemplateBody=json.dumps(template)))
+    [key] = cloudformation.list_stack_resources(StackName="keys")["StackResourceSummaries"]
+
+    metadata = kms.describe_key(KeyId=key["PhysicalResourceId"])["KeyMetadata"]
+    mac = kms.generate_mac(KeyId=key["PhysicalResourceId"], Message=b"grant", MacAlgorithm="HMAC_SHA_256")["Mac"]
+    verified = kms.verify_mac(KeyId=key["PhysicalResourceId"], Message=b"grant", MacAlgorithm="HMAC_SHA_256", Mac=mac)
+
+    assert (metadata["KeySpec"], metadata["KeyUsage"], verified["MacValid"]) == (
+        "HMAC_256",
+        "GENERATE_VERIFY_MAC",
+        True,
+    )

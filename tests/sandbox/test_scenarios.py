@@ -697,3 +697,20 @@ def test_given_a_branch_github_does_not_have_then_the_release_fails_naming_servi
     assert result.builds == []
     assert result.lock_held_after is False
     assert [r["release_id"] for r in result.fleet_releases] == ["2026-W48"]
+
+
+def test_given_break_glass_when_the_train_runs_then_no_stage_bakes_but_prod_is_still_approved_and_it_is_on_record(
+    break_glass_skip_bake: SimulationResult,
+) -> None:
+    result = break_glass_skip_bake
+    assert result.status == "SUCCEEDED"
+    # The example fleet bakes staging two days: the whole train took less than one (virtual) day.
+    assert result.virtual_duration_s < 24 * 3600
+    [approval] = result.approvals
+    assert (approval["stage"], approval["status"], approval["decided_by"]) == ("prod", "APPROVED", "alice@example.com")
+    [override] = [e["detail"] for e in result.events if e["kind"] == "break_glass"]
+    assert override == {
+        "identity": "arn:aws:sts::123456789012:assumed-role/ReleaseManager/carol@example.com",
+        "reason": "INC-4711: checkout returns 500 for every card payment",
+        "skip": ["bake"],
+    }

@@ -20,6 +20,7 @@ from release_train.domain.live import Live
 from release_train.domain.release import ManifestEntry, Status
 from tests.conftest import ROOT
 from tests.unit.adapters.ledger_table import TABLE_NAME, create_ledger_table
+from tests.unit.adapters.loopback import loopback_server
 from trainctl import cli, convention
 from trainctl.cli import main
 from trainctl.watch import watch_release
@@ -575,6 +576,94 @@ def test_given_a_stack_without_the_alias_output_when_started_then_exit_3_names_i
     code, _, stderr = _run("start", "--reason", "r", "--stack", "old")
 
     assert code == 3 and "has no output StateMachineAliasArn" in stderr
+
+
+# --- start --skip-bake: break glass through the stack's BreakGlass URL --------------------------------------------
+
+
+def _break_glass_stack(world: World, url: str) -> None:
+    """The release-train stack as AllowBreakGlass=true leaves it: one more output, BreakGlassUrl."""
+    template = json.loads(json.dumps(OPS_TEMPLATE))
+    template["Parameters"]["BreakGlassUrl"] = {"Type": "String"}
+    template["Outputs"]["BreakGlassUrl"] = {"Value": {"Ref": "BreakGlassUrl"}}
+    cloudformation = boto3.client("cloudformation", region_name="us-east-1")
+    cloudformation.create_stack(
+        StackName="bg",
+        TemplateBody=json.dumps(template),
+        Parameters=[
+            {"ParameterKey": "AliasArn", "ParameterValue": world.machine},
+            {"ParameterKey": "BreakGlassUrl", "ParameterValue": url},
+        ],
+    )
+    outputs = cloudformation.describe_stacks(StackName="bg")["Stacks"][0]["Outputs"]
+    bucket = next(o["OutputValue"] for o in outputs if o["OutputKey"] == "ConfigBucketName")
+    boto3.client("s3", region_name="us-east-1").put_object(Bucket=bucket, Key="fleet.yaml", Body=FLEET_TEXT)
+
+
+REASON = "INC-4711: checkout returns 500"
+
+
+def test_given_a_stack_without_break_glass_when_started_with_skip_bake_then_exit_1_says_so_and_nothing_starts(
+    world: World,
+) -> None:
+    code, _, stderr = _run("start", "--reason", REASON, "--skip-bake")
+
+    assert code == 1 and "does not allow break glass (its AllowBreakGlass parameter is false)" in stderr
+    assert [name for name, _ in world.calls if name == "StartExecution"] == []
+
+
+def test_given_break_glass_when_started_with_skip_bake_then_the_signed_request_goes_to_the_url_not_step_functions(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with loopback_server() as url:
+        _break_glass_stack(world, url.base_url + "/")
+        # The BreakGlass function's 200 body (functions/break_glass/app.py; its keys are held in test_break_glass.py).
+        grant = {"identity": MOTO_CALLER, "reason": REASON, "skip": ["bake"], "execution_name": "breakglass-abc"}
+        url.route(
+            "POST",
+            "/",
+            200,
+            {"release_id": "2026-W48-manual-abc", "execution_arn": f"{world.machine}:breakglass-abc", "grant": grant},
+        )
+
+        code, doc, _ = _json("start", "--services", "orders", "--reason", REASON, "--skip-bake", "--stack", "bg")
+
+    assert code == 0
+    assert (doc["release_id"], doc["break_glass"]["identity"]) == ("2026-W48-manual-abc", MOTO_CALLER)
+    [sent] = url.requests
+    assert json.loads(sent.body) == {"action": "start", "skip": ["bake"], "reason": REASON, "services": ["orders"]}
+    assert "/lambda/aws4_request" in sent.headers["Authorization"]  # SigV4 for Lambda: the URL's AWS_IAM auth
+    assert [name for name, _ in world.calls if name == "StartExecution"] == []  # the function starts it, not us
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "exit_code", "says"),
+    [
+        (403, {"Message": "Forbidden"}, 1, "refused (403)"),
+        (400, {"error": "the request is invalid", "problems": ["reason: too short"]}, 2, "reason: too short"),
+        (502, {"error": "the train did not start: ExecutionAlreadyExists"}, 3, "ExecutionAlreadyExists"),
+    ],
+    ids=["no-break-glass-permission", "invalid", "start-failed"],
+)
+def test_given_break_glass_refused_when_started_with_skip_bake_then_the_exit_code_says_why(
+    world: World, status: int, body: dict[str, Any], exit_code: int, says: str
+) -> None:
+    with loopback_server() as url:
+        _break_glass_stack(world, url.base_url + "/")
+        url.route("POST", "/", status, body)
+
+        code, _, stderr = _run("start", "--reason", REASON, "--skip-bake", "--stack", "bg")
+
+    assert (code, says in stderr, "Traceback" in stderr) == (exit_code, True, False), stderr
+
+
+def test_given_a_short_reason_when_breaking_glass_then_exit_2_before_any_request(world: World) -> None:
+    with loopback_server() as url:
+        _break_glass_stack(world, url.base_url + "/")
+
+        code, _, stderr = _run("start", "--reason", "hotfix", "--skip-bake", "--stack", "bg")
+
+    assert code == 2 and "at least 10 characters" in stderr and url.requests == []
 
 
 # --- hold, with the stack's table and fleet ------------------------------------------------------------------------

@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
+from moto.awslambda.models import LambdaAlias
 from moto.awslambda.responses import LambdaResponse
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core.botocore_stubber import BotocoreStubber
@@ -782,6 +783,58 @@ def _serialised_dispatch(self: Any, event_name: str, request: Any, **kwargs: Any
         return _original_dispatch(self, event_name, request, **kwargs)
 
 
+# --- 15. CloudFormation's AWS::KMS::Key keeps its KeySpec and KeyUsage -------------------------------------------
+# moto creates every key from a template as ENCRYPT_DECRYPT / SYMMETRIC_DEFAULT, so the break-glass HMAC key
+# (KeySpec HMAC_256, KeyUsage GENERATE_VERIFY_MAC) refused GenerateMac with InvalidKeyUsageException.
+
+
+def _kms_key_from_cloudformation(
+    cls: Any, /, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+) -> Any:
+    from moto.kms.models import kms_backends
+
+    properties = cloudformation_json["Properties"]
+    policy = properties["KeyPolicy"]
+    key = kms_backends[account_id][region_name].create_key(
+        policy=policy if isinstance(policy, str) else json.dumps(policy),
+        key_usage=properties.get("KeyUsage", "ENCRYPT_DECRYPT"),
+        key_spec=properties.get("KeySpec", "SYMMETRIC_DEFAULT"),
+        description=properties.get("Description"),
+        tags=properties.get("Tags", []),
+    )
+    key.key_rotation_status = properties.get("EnableKeyRotation", False)
+    key.enabled = properties.get("Enabled", True)
+    return key
+
+
+# --- 16. UpdateAlias honours RevisionId -------------------------------------------------------------------------
+# moto keeps one RevisionId per alias for ever and ignores UpdateAlias's ("The RevisionId parameter is not yet
+# implemented"). As the UpdateAlias API reference says AWS does: each update gives the alias a new RevisionId, and an
+# UpdateAlias naming an older one fails with PreconditionFailedException (HTTP 412). `trainctl rollback` relies on it.
+
+
+def _alias_update(self: Any, *args: Any, **kwargs: Any) -> None:
+    _original_alias_update(self, *args, **kwargs)
+    self.revision_id = str(uuid.uuid4())
+
+
+def _update_alias_response(self: Any) -> Any:
+    from urllib.parse import unquote
+
+    from moto.awslambda.exceptions import PreconditionFailedException
+
+    wanted = json.loads(self.body).get("RevisionId")
+    function, name = unquote(self.path.rsplit("/")[-3]), unquote(self.path.rsplit("/", 2)[-1])
+    if wanted and self.backend.get_alias(name, function).revision_id != wanted:
+        raise PreconditionFailedException(
+            "The Revision Id provided does not match the latest Revision Id. "
+            "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
+        )
+    return _original_update_alias_response(self)
+
+
+_original_alias_update = LambdaAlias.update
+_original_update_alias_response = LambdaResponse.update_alias
 _original_wait_interval = WaitFunction._wait_interval
 _original_dispatch = BotocoreStubber.__call__
 _original_eval_wait_for_task_token = StateTaskServiceCallback._eval_wait_for_task_token
@@ -825,6 +878,11 @@ def apply() -> None:
         StepFunctionsParserBackend.send_task_failure = _send_task_failure
         StepFunctionsParserBackend.send_task_heartbeat = _send_task_heartbeat
         StepFunctionsParserBackend.start_execution = _start_execution
+        from moto.kms.models import Key as KmsKey
+
+        KmsKey.create_from_cloudformation_json = classmethod(_kms_key_from_cloudformation)
+        LambdaAlias.update = _alias_update
+        LambdaResponse.update_alias = _update_alias_response
         from trainctl.sandbox import limits
 
         limits.install()  # last: it wraps the fixes above (EventManager.add_event, Environment.set_error)

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from trainctl.sandbox import vtime
-from trainctl.sandbox.scenario import ApprovalAction, OperatorAction
+from trainctl.sandbox.scenario import ApprovalAction, BreakGlassStart, OperatorAction
 from trainctl.sandbox.vtime import MACHINE, PERSON
 
 if TYPE_CHECKING:
@@ -133,6 +133,27 @@ class People:
         else:  # too late, already answered, not an approver: the train said why
             record["accepted"], record["refused"] = False, str(body.get("error") if isinstance(body, dict) else body)
         self.answers.append(record)
+
+    def break_glass(self, start: BreakGlassStart) -> str:
+        """Through the BreakGlass function URL, as `trainctl start --skip-bake`; the execution it started."""
+        from trainctl.sandbox import function_urls
+
+        body: dict[str, Any] = {
+            "action": "start",
+            "skip": start.skip,
+            "reason": start.reason,
+            "services": start.services,
+        }
+        status, answer = function_urls.invoke(
+            self.stack.function_versions["BreakGlassFunction"],
+            start.principal(ACCOUNT),
+            body,
+            self.world.clock.now(),
+            self.world.region,
+        )
+        if status != 200:
+            raise ValueError(f"break_glass: the BreakGlass function refused the start ({status}): {answer}")
+        return str(answer["execution_arn"])
 
     def _alarms_during_bake(self, stage: str | None) -> None:
         for alarm in self.world.scenario.alarms:

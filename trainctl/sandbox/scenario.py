@@ -83,6 +83,21 @@ class ApprovalAction(_Model):
         return self.as_principal or f"arn:aws:sts::{account}:assumed-role/ReleaseManager/{session}"
 
 
+class BreakGlassStart(_Model):
+    """The train is started through the BreakGlass function URL (needs `parameters: {AllowBreakGlass: "true"}`)."""
+
+    as_principal: str | None = Field(
+        default=None, description="who calls the URL (default: a ReleaseManager role session named `by`)"
+    )
+    by: str = "incident-commander@example.com"
+    reason: str = "hotfix for an incident: checkout is down"
+    skip: tuple[Literal["bake"], ...] = ("bake",)
+    services: list[str] | Literal["changed", "all"] = "changed"
+
+    def principal(self, account: str) -> str:
+        return ApprovalAction(by=self.by, as_principal=self.as_principal).principal(account)
+
+
 class GitHubReply(_Model):
     """One answer of the loopback GitHub (trainctl/sandbox/sources.py GitHubAnswer): a status, rate-limit headers,
     or a dropped connection. `delay` is left out: it costs wall time."""
@@ -203,11 +218,18 @@ class Scenario(_Model):
     cleanup: CleanupDelivery = Field(
         default_factory=CleanupDelivery, description="how EventBridge delivers the status change to the clean-up"
     )
+    break_glass: BreakGlassStart | None = Field(
+        default=None, description="start through the audited break-glass function instead of the schedule"
+    )
 
     @model_validator(mode="after")
     def _aware(self) -> Scenario:
         if self.schedule_time.tzinfo is None:
             raise ValueError("schedule_time: needs a time zone, e.g. 2026-11-23T09:00:00Z")
+        if self.break_glass is not None and self.parameters.get("AllowBreakGlass") != "true":
+            raise ValueError(
+                'break_glass: the stack creates the BreakGlass function only with parameters: {AllowBreakGlass: "true"}'
+            )
         return self
 
     def approval_answers(self, stage: str) -> list[ApprovalAction]:

@@ -112,6 +112,7 @@ class Resolver:
             "AWS::Logs::LogGroup": f"{prefix}:logs:{REGION}:{ACCOUNT}:log-group:{name}:*",
             "AWS::IAM::Role": f"{prefix}:iam::{ACCOUNT}:role/{name}",
             "AWS::SQS::Queue": f"{prefix}:sqs:{REGION}:{ACCOUNT}:{name}",
+            "AWS::KMS::Key": f"{prefix}:kms:{REGION}:{ACCOUNT}:key/{name}",
         }[kind]
 
     def ref(self, target: str) -> str:
@@ -210,6 +211,26 @@ def role_statements(
             resources = resolver.resolve(raw["Resource"])
             resources = resources if isinstance(resources, list) else [resources]
             statements.append(Statement(str(raw.get("Sid", "")), tuple(actions), tuple(str(r) for r in resources)))
+    return statements
+
+
+def key_policy_statements(
+    cfn: dict[str, Any], role_logical_id: str, parameters: dict[str, str] | None = None
+) -> list[Statement]:
+    """What KMS key policies of the stack allow this role by name (a key policy grants without any IAM policy: "Key
+    policies in AWS KMS"); in a key policy `Resource: "*"` is the key itself."""
+    resolver = Resolver(cfn, parameters)
+    role_arn = resolver.arn(role_logical_id)
+    statements = []
+    for logical_id, resource in cfn["Resources"].items():
+        if resource["Type"] != "AWS::KMS::Key":
+            continue
+        for raw in resource["Properties"]["KeyPolicy"]["Statement"]:
+            principals = resolver.resolve(raw.get("Principal", {}).get("AWS", []))
+            principals = principals if isinstance(principals, list) else [principals]
+            if raw.get("Effect") == "Allow" and role_arn in principals:
+                actions = raw["Action"] if isinstance(raw["Action"], list) else [raw["Action"]]
+                statements.append(Statement(str(raw.get("Sid", "")), tuple(actions), (resolver.arn(logical_id),)))
     return statements
 
 

@@ -39,6 +39,13 @@ class Executions:
                 return str(details["name"])
         return None
 
+    def start(self, state_machine_arn: str, name: str, execution_input: dict[str, Any]) -> str:
+        """StartExecution on the train's alias (a published version, as the schedule starts it); the execution ARN."""
+        started = self._c.start_execution(
+            stateMachineArn=state_machine_arn, name=name, input=json.dumps(execution_input)
+        )
+        return str(started["executionArn"])
+
     def stop(self, execution_arn: str, error: str, cause: str) -> None:
         """StopExecution (error <= 256, cause <= 32,768 characters: API reference); an ended execution stays ended."""
         try:

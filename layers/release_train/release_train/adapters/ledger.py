@@ -648,8 +648,20 @@ class Ledger:
             }
         )
 
+    def audit_action(self, fleet: str, action: str, fields: dict[str, Any], now: datetime) -> None:
+        """An operator action that is not a hold (break glass), kept beside the holds' records."""
+        self._t.put_item(
+            Item={
+                "PK": f"FLEET#{fleet}",
+                "SK": f"AUDIT#{_iso(now)}#{next(_event_counter):06d}#{uuid.uuid4().hex[:8]}",
+                "action": action,
+                "at": _iso(now),
+                **fields,
+            }
+        )
+
     def audit(self, fleet: str) -> list[dict[str, Any]]:
-        """The fleet's operator actions (holds put and lifted), oldest first."""
+        """The fleet's operator actions (holds put and lifted, break glass), oldest first."""
         return [{k: v for k, v in i.items() if k not in {"PK", "SK"}} for i in self._query(f"FLEET#{fleet}", "AUDIT#")]
 
     def holds(self, fleet: str) -> list[Hold]:

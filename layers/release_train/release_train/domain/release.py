@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from release_train.domain.break_glass import BreakGlass
 from release_train.domain.errors import InvalidInput, ReleaseTrainError
 from release_train.domain.fleet import Fleet, format_validation_error, utc
 
@@ -84,6 +85,9 @@ class ExecutionInput(BaseModel):
     release_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] | None = None
     services: tuple[str, ...] | Literal["changed", "all"] = "changed"
     requested_by: str = "schedule"
+    break_glass: BreakGlass | None = Field(
+        default=None, description="an audited override issued by the BreakGlass function (domain/break_glass.py)"
+    )
 
     @model_validator(mode="after")
     def _schedule_has_time(self) -> ExecutionInput:

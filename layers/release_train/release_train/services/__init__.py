@@ -2,6 +2,7 @@
 builds a client or reads the environment (wiring.py does)."""
 
 from release_train.services.answer_approval import AnswerApprovalService
+from release_train.services.break_glass import BreakGlassService
 from release_train.services.cleanup_execution import CleanupService
 from release_train.services.evaluate_gate import GateService
 from release_train.services.finalize_release import FinalizeService
@@ -14,6 +15,7 @@ from release_train.services.request_approval import ApprovalService
 __all__ = [
     "AnswerApprovalService",
     "ApprovalService",
+    "BreakGlassService",
     "CleanupService",
     "FinalizeService",
     "GateService",
