@@ -116,7 +116,9 @@ def test_given_the_schedule_event_when_plan_release_runs_then_the_release_is_pla
 ) -> None:
     module = handler_module("plan_release")
     # moto has no GetBranch
-    module.service._sources = type("Heads", (), {"heads": lambda self, sources: dict.fromkeys(sources, API_COMMIT)})()
+    module.service._sources = type(
+        "Heads", (), {"heads": lambda self, sources, within=None: dict.fromkeys(sources, API_COMMIT)}
+    )()
 
     plan = module.handler(load_event("plan_release/schedule.json"), FakeLambdaContext())
 
@@ -259,3 +261,22 @@ def test_given_the_execution_aborted_event_when_cleanup_runs_then_the_release_is
     _invoke("cleanup_execution", load_event("cleanup_execution/execution_aborted.json"))
 
     assert (_status(stack), stack.ledger.lock("acme")) == (Status.CANCELLED, None)
+
+
+def test_given_the_lambdas_remaining_time_when_plan_release_runs_then_the_heads_get_it_less_the_reserve(
+    stack: Stack,
+) -> None:
+    module = handler_module("plan_release")
+    given: list[float | None] = []
+
+    class Heads:
+        def heads(self, sources: Any, within: float | None = None) -> dict[Any, str]:
+            given.append(within)
+            return dict.fromkeys(sources, API_COMMIT)
+
+    module.service._sources = Heads()
+
+    module.handler(load_event("plan_release/schedule.json"), FakeLambdaContext(remaining_ms=115_000))
+
+    # 115 s left of PlanRelease's 120 s; the last 40 s are kept for a query in flight and the writes after it.
+    assert given == [115.0 - module.RESERVE_S] and module.RESERVE_S == 40.0

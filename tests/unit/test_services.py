@@ -93,7 +93,7 @@ class FakeSources:
         self.resolved.append(repo)
         return self.by_repo[repo]
 
-    def heads(self, sources: Sequence[Source]) -> dict[Source, str]:
+    def heads(self, sources: Sequence[Source], within: float | None = None) -> dict[Source, str]:
         self.asked.append(list(sources))
         return {source: self.head(source) for source in sources}
 
@@ -596,7 +596,7 @@ def test_given_a_rejected_source_shared_by_services_when_planning_then_the_first
     )
 
     class Refusing(FakeSources):
-        def heads(self, sources: Sequence[Source]) -> dict[Source, str]:
+        def heads(self, sources: Sequence[Source], within: float | None = None) -> dict[Source, str]:
             raise SourceRejected("github:acme/web@release", "no such branch (GitHub answered ref: null)")
 
     world.sources = Refusing()

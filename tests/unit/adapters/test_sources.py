@@ -987,3 +987,98 @@ def test_given_a_query_github_would_refuse_when_sent_to_the_emulator_then_it_is_
     body = answer.json()
     assert answer.status_code == 200 and "data" not in body
     assert words in body["errors"][0]["message"]
+
+
+# --- the Lambda's time: no request starts, and no retry waits, past `within` -----------------------------------------
+
+
+class Ticking:
+    """A clock that moves `step` seconds each time a branch is asked (the adapter reads it; nothing sleeps)."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = NOW, step
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self) -> None:
+        self.now += self.step
+
+
+def test_given_codecommit_calls_taking_time_when_the_limit_is_reached_then_no_further_branch_is_asked() -> None:
+    clock, calls = Ticking(10.0), []
+
+    class Slow:
+        def get_branch(self, repositoryName: str, **_: Any) -> Any:
+            calls.append(repositoryName)
+            clock.tick()
+            return {"branch": {"commitId": sha_of(repositoryName)}}
+
+    sources = [CodeCommitSource(codecommit=f"svc-{i}", branch="release") for i in range(4)]
+
+    with pytest.raises(SourceUnavailable, match=r"^codecommit:svc-2@release: not asked: PlanRelease ran out of time"):
+        Sources(Slow(), None, codecommit_workers=1, clock=clock).heads(sources, within=20.0)
+
+    assert calls == ["svc-0", "svc-1"]  # asked at +0 s and +10 s; at +20 s the limit is reached (not "over")
+
+
+def test_given_no_limit_when_codecommit_calls_take_time_then_every_branch_is_asked() -> None:
+    clock, calls = Ticking(10.0), []
+
+    class Slow:
+        def get_branch(self, repositoryName: str, **_: Any) -> Any:
+            calls.append(repositoryName)
+            clock.tick()
+            return {"branch": {"commitId": sha_of(repositoryName)}}
+
+    sources = [CodeCommitSource(codecommit=f"svc-{i}", branch="release") for i in range(4)]
+
+    assert len(Sources(Slow(), None, codecommit_workers=1, clock=clock).heads(sources)) == 4
+    assert len(calls) == 4
+
+
+def test_given_github_queries_taking_time_when_the_limit_is_reached_then_the_next_query_is_not_sent(
+    github: GitHub,
+) -> None:
+    clock = Ticking(30.0)
+    batch = [on_github(f"acme/svc-{i}") for i in range(3)]
+    for source in batch:
+        github.has(source)
+    adapter = github.sources(github_batch=1, clock=clock)
+    sent = adapter._github_query
+
+    def query_taking_time(*args: Any) -> Any:
+        clock.tick()
+        return sent(*args)
+
+    adapter._github_query = query_taking_time  # type: ignore[method-assign]
+
+    with pytest.raises(SourceUnavailable, match=r"^github:acme/svc-2@release: not asked: PlanRelease ran out of time"):
+        adapter.heads(batch, within=45.0)
+
+    assert github.attempts == 2
+
+
+def test_given_a_retry_after_inside_the_budget_but_past_the_limit_when_resolved_then_transient_without_sleeping(
+    github: GitHub,
+) -> None:
+    github.script(GitHubAnswer(status=429, retry_after=15), 200)
+
+    with pytest.raises(SourceUnavailable, match="rate limited"):
+        github.sources(wait_budget=20).heads([ORDERS], within=10.0)
+
+    assert (github.attempts, github.waits) == (1, [])
+
+
+def test_given_a_limit_for_one_call_when_the_next_call_has_none_then_the_full_wait_budget_is_back(
+    github: GitHub,
+) -> None:
+    adapter = github.sources(wait_budget=20)
+    github.script(GitHubAnswer(status=429, retry_after=15))  # one attempt: the 15 s wait is past the limit
+    with pytest.raises(SourceUnavailable):
+        adapter.heads([ORDERS], within=10.0)
+
+    github.script(GitHubAnswer(status=429, retry_after=15), 200)
+
+    assert adapter.heads([ORDERS]) == {ORDERS: SHA}
+    assert github.waits == [15.0]

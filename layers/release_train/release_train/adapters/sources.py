@@ -252,11 +252,24 @@ _COMMIT = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")  # a SHA-1 (or SHA-256) obj
 class _Lookup:
     """What one `heads` call has found so far: written by the GitHub thread and the CodeCommit workers."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = _now, deadline: float | None = None) -> None:
         self.commits: dict[Source, str] = {}
         self.errors: dict[Source, SourceError] = {}
         self.stopped = threading.Event()  # a source is down (or something broke): ask nothing more
         self._lock = threading.Lock()
+        self._clock, self.deadline = clock, deadline
+
+    def left(self, at_most: float) -> float:
+        """Seconds until the deadline, at most `at_most` (never negative)."""
+        return at_most if self.deadline is None else max(0.0, min(at_most, self.deadline - self._clock()))
+
+    def out_of_time(self, sources: Sequence[Source]) -> bool:
+        """Past the deadline: these sources fail as transient (the state machine retries later), and nothing more
+        is asked."""
+        if self.deadline is None or self._clock() < self.deadline:
+            return False
+        self.fail_all(sources, SourceUnavailable("", "not asked: PlanRelease ran out of time (it retries later)"))
+        return True
 
     def found(self, source: Source, commit: str) -> None:
         with self._lock:
@@ -315,6 +328,7 @@ class Sources:
         self._graphql = _graphql_url(self._github)
         self._timeout = timeout
         self._batch, self._workers = github_batch, codecommit_workers
+        self._clock, self._wait_budget = clock, wait_budget
         self.retry = _BudgetedRetry(
             total=retries,
             allowed_methods=frozenset({"POST"}),  # a GraphQL query only reads: sending it again changes nothing
@@ -335,11 +349,15 @@ class Sources:
     def head(self, source: Source) -> str:
         return self.heads([source])[source]
 
-    def heads(self, sources: Iterable[Source]) -> dict[Source, str]:
+    def heads(self, sources: Iterable[Source], within: float | None = None) -> dict[Source, str]:
         """The commit at the head of each source's branch, each distinct source asked once; raises a `SourceError`
-        (see the module's docstring for which one when several fail)."""
+        (see the module's docstring for which one when several fail).
+
+        `within` seconds: no request starts after them, and no retry waits past them; what is left unasked fails as
+        `SourceUnavailable`, so a Lambda ends by the state machine's Retry, not by its timeout. A request already
+        sent may still take its read timeout (and its retries' timeouts): the caller leaves room for that."""
         asked = list(dict.fromkeys(sources))
-        lookup = _Lookup()
+        lookup = _Lookup(self._clock, None if within is None else self._clock() + within)
         with ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="codecommit-heads") as pool:
             calls = [
                 pool.submit(self._codecommit_into, lookup, source)
@@ -358,7 +376,7 @@ class Sources:
     # --- CodeCommit: botocore already retries throttling and 5xx (adaptive mode); here only the verdict -----------
 
     def _codecommit_into(self, lookup: _Lookup, source: CodeCommitSource) -> None:
-        if lookup.stopped.is_set():
+        if lookup.stopped.is_set() or lookup.out_of_time([source]):
             return
         try:
             lookup.found(source, self._codecommit_head(source))
@@ -397,6 +415,10 @@ class Sources:
                 if lookup.stopped.is_set():
                     return
                 batch = group[start : start + self._batch]
+                if lookup.out_of_time(batch):
+                    return
+                # The retry's waits end by the deadline too (a Retry-After past it fails fast, as over the budget).
+                self.retry.budget = self._wait_budget if lookup.deadline is None else lookup.left(self._wait_budget)
                 try:
                     answers = self._github_query(batch, headers)
                 except SourceError as exc:

@@ -6,11 +6,12 @@ from datetime import datetime
 from typing import Any
 
 from release_train.adapters.ledger import Ledger, ReleaseRecord
-from release_train.adapters.sources import SourceRejected, SourceUnavailable, describe
+from release_train.adapters.metrics import MetricsPort, NoMetrics
+from release_train.adapters.sources import SourceUnavailable, describe
+from release_train.domain.break_glass import BreakGlass, Grant, MacVerifier, honour
 from release_train.domain.errors import InvalidInput
 from release_train.domain.fleet import Fleet
 from release_train.domain.guardrails import Guardrails
-from release_train.domain.live import UNKNOWN
 from release_train.domain.release import (
     ManifestEntry,
     ReleaseAlreadyExists,
@@ -18,10 +19,10 @@ from release_train.domain.release import (
     Status,
     parse_execution_input,
     release_id_for,
-    select_services,
 )
 from release_train.services.context import iso, notify
 from release_train.services.ports import ClockPort, ExecutionsPort, FleetPort, NotifierPort, SourcesPort
+from release_train.services.preview import freeze_reason, nothing_reason, what_rides
 
 
 class PlanService:
@@ -34,14 +35,23 @@ class PlanService:
         notifier: NotifierPort,
         clock: ClockPort,
         guardrails: Guardrails,
+        break_glass: MacVerifier | None = None,
+        metrics: MetricsPort | None = None,
     ) -> None:
         self._ledger, self._fleets, self._sources = ledger, fleets, sources
         self._executions, self._notifier, self._clock = executions, notifier, clock
         self._guardrails = guardrails
+        self._break_glass = break_glass  # None: the stack does not allow break glass (no key to verify with)
+        self._metrics = metrics or NoMetrics()
 
-    def plan(self, raw_input: Any, execution_arn: str, execution_name: str) -> dict[str, Any]:
+    def plan(
+        self, raw_input: Any, execution_arn: str, execution_name: str, within: float | None = None
+    ) -> dict[str, Any]:
+        """`within`: seconds the heads may take, so the Lambda ends with SourceUnavailable (the state machine
+        retries, and this execution resumes its release) rather than by its timeout with a half-written plan."""
         # Everything that can be wrong with the input is checked before the first write.
         request = parse_execution_input(raw_input)
+        grant = self._honour(request.break_glass, execution_name) if request.break_glass else None
         try:
             fleet, fleet_version = self._fleets.load()
             # A fleet file put around `trainctl fleet push` (straight into the bucket) meets the same floor here.
@@ -80,14 +90,13 @@ class PlanService:
             )
             if not created and not self._resumed(release_id, execution_arn):
                 raise ReleaseAlreadyExists(f"release {release_id} was already started; a schedule fires once per week")
-            heads = self._heads(fleet)
-            baseline_id, baseline = self._ledger.baseline(fleet.fleet)
-            # What changed is what differs from what the last stage runs now (as observed), not from the last release
-            # that succeeded: after a partial deploy or a rollback they differ. Unknown counts as changed.
-            last = self._ledger.live(fleet.fleet).get(fleet.stages[-1].name, {})
-            baseline = {**baseline, **{s: (r.commit if r.known else UNKNOWN) for s, r in last.items()}}
-            changes, _ = select_services(fleet, request, heads, baseline)
-            return self._plan_release(fleet, release_id, changes, baseline_id, request.requested_by, now)
+            # The same decision `trainctl plan` previews (services/preview.py): heads, then what they are compared with.
+            riding = what_rides(fleet, request, self._sources, self._ledger, within)
+            changes, baseline_id = riding.changes, riding.baseline_id
+            if grant is not None:
+                self._record_break_glass(fleet.fleet, release_id, grant, now)
+            skip = grant.skip if grant else ()
+            return self._plan_release(fleet, release_id, changes, baseline_id, request.requested_by, now, skip)
         except ReleaseAlreadyExists:
             self._ledger.release_lock(fleet.fleet, execution_arn)
             raise
@@ -99,6 +108,7 @@ class PlanService:
             # We hold the lock and a RUNNING release: close both before the error leaves (invariant 3).
             reason = f"plan failed: {exc}"
             if self._ledger.close_release(release_id, Status.FAILED, reason, now, "PlanRelease"):
+                self._metrics.release_ended(fleet.fleet, Status.FAILED)
                 notify(
                     self._notifier,
                     fleet,
@@ -108,20 +118,31 @@ class PlanService:
             self._ledger.release_lock(fleet.fleet, execution_arn)
             raise
 
+    def _honour(self, block: BreakGlass, execution_name: str) -> Grant:
+        """A break-glass grant PlanRelease may act on, or InvalidInput (nothing written) and a notification: a refused
+        override is news to the people who own the guardrails."""
+        try:
+            return honour(block, self._break_glass, execution_name, self._clock.now())
+        except InvalidInput as exc:
+            self._notifier.send(
+                "Release train did not leave: a break-glass start was refused",
+                {
+                    "kind": "rejected",
+                    "reason": str(exc),
+                    "lines": [*exc.problems, f"claimed by {block.grant.identity}"],
+                },
+            )
+            raise
+
+    def _record_break_glass(self, fleet: str, release_id: str, grant: Grant, now: datetime) -> None:
+        detail = {"identity": grant.identity, "reason": grant.reason, "skip": list(grant.skip)}
+        self._ledger.add_event(release_id, "break_glass", detail, now)
+        self._ledger.audit_action(fleet, "break_glass_honoured", {**detail, "release_id": release_id}, now)
+
     def _resumed(self, release_id: str, execution_arn: str) -> bool:
         """A retried PlanRelease of the same execution (after a transient source error) continues its release."""
         record = self._ledger.release(release_id)
         return record is not None and record.execution_arn == execution_arn and record.status is Status.RUNNING
-
-    def _heads(self, fleet: Fleet) -> dict[str, str]:
-        """Each distinct (source, branch) is asked once, all in one call (the adapter batches and overlaps them).
-        A permanent error names the first service on the source that failed, and the source."""
-        try:
-            resolved = self._sources.heads(list(dict.fromkeys(s.source for s in fleet.services)))
-        except SourceRejected as exc:
-            service = next((s.name for s in fleet.services if describe(s.source) == exc.source), "?")
-            raise SourceRejected(exc.source, f"service {service}: {exc.reason}") from None
-        return {service.name: resolved[service.source] for service in fleet.services}
 
     def _plan_release(
         self,
@@ -131,19 +152,16 @@ class PlanService:
         baseline_id: str | None,
         requested_by: str,
         now: datetime,
+        skip: tuple[str, ...] = (),
     ) -> dict[str, Any]:
         by_name = {s.name: s for s in fleet.services}
-        frozen = fleet.freeze_at(now)
+        frozen = freeze_reason(fleet, now)
         if frozen is not None:
-            reopens = fleet.next_open_time(now)
-            reason = f"freeze window '{frozen.reason}' until {iso(frozen.end)}; next open time {iso(reopens)}"
-            return self._close_early(fleet, release_id, Status.BLOCKED, reason, now)
+            return self._close_early(fleet, release_id, Status.BLOCKED, frozen, now)
         if not changes:
-            reason = (
-                f"no service's head differs from what {fleet.stages[-1].name} runs "
-                f"(last release {baseline_id or 'none yet'})"
+            return self._close_early(
+                fleet, release_id, Status.NOTHING_TO_RELEASE, nothing_reason(fleet, baseline_id), now
             )
-            return self._close_early(fleet, release_id, Status.NOTHING_TO_RELEASE, reason, now)
 
         entries = [
             ManifestEntry(
@@ -167,7 +185,9 @@ class PlanService:
         )
         stages = []
         for stage in fleet.stages:
-            item: dict[str, Any] = {"name": stage.name, "waves": waves, "bake_seconds": int(stage.bake.total_seconds())}
+            # Break glass may skip the bake (audited, domain/break_glass.py); never the approval.
+            bake = 0 if "bake" in skip else int(stage.bake.total_seconds())
+            item: dict[str, Any] = {"name": stage.name, "waves": waves, "bake_seconds": bake}
             if stage.test_project:
                 item["test_project"] = stage.test_project
             if stage.approval.required:
@@ -184,7 +204,8 @@ class PlanService:
 
     def _close_early(self, fleet: Fleet, release_id: str, status: Status, reason: str, now: datetime) -> dict[str, Any]:
         record = self._ledger.release(release_id)
-        self._ledger.close_release(release_id, status, reason, now)
+        if self._ledger.close_release(release_id, status, reason, now):
+            self._metrics.release_ended(fleet.fleet, status)
         if record is not None:
             self._ledger.release_lock(fleet.fleet, record.execution_arn)
         notify(

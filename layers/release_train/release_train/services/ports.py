@@ -19,8 +19,9 @@ class FleetPort(Protocol):
 
 
 class SourcesPort(Protocol):
-    def heads(self, sources: Sequence[Any]) -> Mapping[Any, str]:
-        """Each source's branch head, every source asked once; a `SourceError` names the source that failed."""
+    def heads(self, sources: Sequence[Any], within: float | None = None) -> Mapping[Any, str]:
+        """Each source's branch head, every source asked once; a `SourceError` names the source that failed. After
+        `within` seconds nothing more is asked and the rest fail as `SourceUnavailable`."""
         ...
 
 
