@@ -15,12 +15,15 @@ from release_train.adapters.executions import Executions
 from release_train.adapters.fleet_store import FleetStore
 from release_train.adapters.functions import Functions
 from release_train.adapters.ledger import Ledger
+from release_train.adapters.mac import KmsMac
+from release_train.adapters.metrics import TrainMetrics
 from release_train.adapters.notifier import Notifier
 from release_train.adapters.sources import Sources
 from release_train.domain.guardrails import Guardrails
 from release_train.services import (
     AnswerApprovalService,
     ApprovalService,
+    BreakGlassService,
     CleanupService,
     FinalizeService,
     GateService,
@@ -57,6 +60,29 @@ def plan_service() -> PlanService:
         notifier=notifier(),
         clock=Clock(),
         guardrails=Guardrails.from_environment(os.environ),
+        break_glass=_break_glass_mac(),
+        metrics=TrainMetrics(),
+    )
+
+
+def _break_glass_mac() -> KmsMac | None:
+    """The stack sets BREAK_GLASS_KEY only when AllowBreakGlass is true (the key exists only then)."""
+    key = os.environ.get("BREAK_GLASS_KEY", "")
+    return KmsMac(client("kms"), key) if key else None
+
+
+def break_glass_service() -> BreakGlassService:
+    mac = _break_glass_mac()
+    if mac is None:
+        raise RuntimeError("BREAK_GLASS_KEY is not set: the stack creates BreakGlass only with AllowBreakGlass=true")
+    return BreakGlassService(
+        ledger(),
+        FleetStore(client("s3"), _env("CONFIG_BUCKET")),
+        mac,
+        Executions(client("stepfunctions")),
+        notifier(),
+        Clock(),
+        _env("STATE_MACHINE_ALIAS_ARN"),
     )
 
 
@@ -69,15 +95,17 @@ def load_wave_service() -> LoadWaveService:
 
 
 def record_wave_service() -> RecordWaveService:
-    return RecordWaveService(ledger(), functions(), Clock())
+    return RecordWaveService(ledger(), functions(), Clock(), TrainMetrics())
 
 
 def gate_service() -> GateService:
-    return GateService(ledger(), CodeBuild(client("codebuild")), Alarms(client("cloudwatch")), notifier(), Clock())
+    return GateService(
+        ledger(), CodeBuild(client("codebuild")), Alarms(client("cloudwatch")), notifier(), Clock(), TrainMetrics()
+    )
 
 
 def answer_approval_service() -> AnswerApprovalService:
-    return AnswerApprovalService(ledger(), Executions(client("stepfunctions")), Clock())
+    return AnswerApprovalService(ledger(), Executions(client("stepfunctions")), Clock(), TrainMetrics())
 
 
 def approval_service() -> ApprovalService:
@@ -85,11 +113,13 @@ def approval_service() -> ApprovalService:
 
 
 def finalize_service() -> FinalizeService:
-    return FinalizeService(ledger(), notifier(), Clock())
+    return FinalizeService(ledger(), notifier(), Clock(), TrainMetrics())
 
 
 def record_failure_service() -> RecordFailureService:
-    return RecordFailureService(ledger(), Executions(client("stepfunctions")), functions(), notifier(), Clock())
+    return RecordFailureService(
+        ledger(), Executions(client("stepfunctions")), functions(), notifier(), Clock(), TrainMetrics()
+    )
 
 
 def cleanup_service() -> CleanupService:
@@ -101,4 +131,5 @@ def cleanup_service() -> CleanupService:
         functions(),
         notifier(),
         Clock(),
+        TrainMetrics(),
     )

@@ -36,6 +36,7 @@ from release_train.adapters import (
     functions,
     hook_clients,
     ledger,
+    mac,
     notifier,
     sources,
 )
@@ -47,6 +48,7 @@ from tests.unit.template.cfn import (
     Resolver,
     Statement,
     cfn_template,
+    key_policy_statements,
     role_statements,
     roles,
 )
@@ -96,6 +98,7 @@ ADAPTER_MODULES = {
     "sources": sources,
     "notifier": notifier,
     "executions": executions,
+    "mac": mac,
     "codebuild": codebuild,
     "alarms": alarms,
     "functions": functions,
@@ -146,7 +149,9 @@ ADAPTER_CALLS: dict[str, dict[str, str]] = {
         "get_execution_history": "states:GetExecutionHistory",
         "send_task_success": "states:SendTaskSuccess",
         "send_task_failure": "states:SendTaskFailure",
+        "start_execution": "states:StartExecution",
     },
+    "mac": {"generate_mac": "kms:GenerateMac", "verify_mac": "kms:VerifyMac"},
     "codebuild": {
         "list_builds_for_project": "codebuild:ListBuildsForProject",
         "batch_get_builds": "codebuild:BatchGetBuilds",
@@ -196,6 +201,8 @@ PROJECT = f"arn:aws:codebuild:{REGION}:{ACCOUNT}:project/train-api-staging"
 TEST_PROJECT = f"arn:aws:codebuild:{REGION}:{ACCOUNT}:project/train-e2e-staging"
 REPORT_GROUP = f"arn:aws:codebuild:{REGION}:{ACCOUNT}:report-group/train-e2e-staging-reports"
 ALARM = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:prod-api-5xx"
+
+BREAK_GLASS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/rt-BreakGlassKey"
 
 _LEDGER_READ = [("ledger", "get_item", LEDGER_TABLE), ("ledger", "query", LEDGER_TABLE)]
 _LEDGER_WRITE = [
@@ -267,6 +274,14 @@ HANDLER_CALLS: dict[str, list[tuple[str, str, str]]] = {
         ("powertools_secrets", "get_secret_value", GITHUB_SECRET),
         ("executions", "describe_execution", EXECUTION),  # is the lock holder still running?
         ("executions", "stop_execution", EXECUTION),  # stop a holder superseded while it waited for an approval
+        ("mac", "verify_mac", BREAK_GLASS_KEY),  # a break-glass grant (granted by the key's policy, not the role's)
+    ],
+    "BreakGlassFunction": [
+        ("ledger", "put_item", LEDGER_TABLE),  # the audit record, before the train starts
+        ("fleet_store", "get_object", "arn:aws:s3:::rt-ConfigBucket/fleet.yaml"),
+        ("notifier", "publish", TOPIC),
+        ("mac", "generate_mac", BREAK_GLASS_KEY),
+        ("executions", "start_execution", f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:ReleaseTrain-rt:live"),
     ],
     "AnswerApprovalFunction": [
         *_LEDGER_READ,
@@ -319,6 +334,7 @@ def _boto3_operations() -> frozenset[str]:
     services = [
         *("dynamodb", "s3", "sns", "secretsmanager", "codecommit", "codebuild", "cloudwatch", "stepfunctions"),
         *("codedeploy", "elbv2", "ssm", "lambda"),  # the traffic hooks
+        "kms",  # break-glass grants
     ]
     models = [botocore.session.get_session().get_service_model(s) for s in services]  # no client needed
     names = {xform_name(op) for model in models for op in model.operation_names}
@@ -464,17 +480,22 @@ def test_given_the_template_when_its_functions_are_listed_then_each_has_an_entry
 def test_given_a_handler_call_when_its_role_is_checked_then_the_action_is_granted_on_that_resource(
     function: str, module: str, op: str, arn: str
 ) -> None:
-    statements = role_statements(cfn_template(), f"{function}Role")
+    statements = _function_grants(function)
 
     for action in ADAPTER_CALLS[module][op].split("+"):  # a transaction needs the action of each of its items
         assert _granted(statements, action, arn), f"{function} calls {op} ({action}) on {arn}"
+
+
+def _function_grants(function: str) -> list[Statement]:
+    cfn = cfn_template()
+    return role_statements(cfn, f"{function}Role") + key_policy_statements(cfn, f"{function}Role")
 
 
 @pytest.mark.parametrize("function", sorted(HANDLER_CALLS))
 def test_given_a_handler_role_when_its_services_are_listed_then_they_are_exactly_the_services_it_calls(
     function: str,
 ) -> None:
-    granted = {a.split(":")[0] for s in role_statements(cfn_template(), f"{function}Role") for a in s.actions}
+    granted = {a.split(":")[0] for s in _function_grants(function) for a in s.actions}
     needed = {ADAPTER_CALLS[m][op].split(":")[0] for m, op, _ in HANDLER_CALLS[function]}
 
     assert granted == needed
@@ -639,3 +660,57 @@ def test_given_an_extra_application_pattern_when_checked_by_the_template_then_a_
     pattern = cfn_template()["Parameters"]["HookExtraApplicationPattern"]["AllowedPattern"]
 
     assert (re.fullmatch(pattern, value) is not None) is accepted
+
+
+# --- the schedule's role (docs/observability.md) --------------------------------------------------------------------
+
+
+def test_given_the_schedule_role_when_its_grants_are_listed_then_they_are_exactly_what_its_target_needs() -> None:
+    """Derived from the schedule: start its target (the `live` alias) and dead-letter to its DLQ (Scheduler,
+    "Configuring a dead-letter queue": the execution role needs sqs:SendMessage on the queue), nothing more."""
+    cfn = cfn_template()
+    (schedule,) = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::Scheduler::Schedule"]
+    target = Resolver(cfn).resolve(schedule["Properties"]["Target"])
+
+    grants = {(a, r) for s in role_statements(cfn, "SchedulerRole") for a in s.actions for r in s.resources}
+
+    assert grants == {("states:StartExecution", target["Arn"]), ("sqs:SendMessage", target["DeadLetterConfig"]["Arn"])}
+    assert target["RoleArn"] == Resolver(cfn).arn("SchedulerRole")
+
+
+# --- break glass (docs/guardrails.md) -------------------------------------------------------------------------------
+
+
+def test_given_the_break_glass_key_then_only_break_glass_signs_and_only_plan_release_verifies() -> None:
+    cfn = cfn_template()
+    statements = cfn["Resources"]["BreakGlassKey"]["Properties"]["KeyPolicy"]["Statement"]
+    resolver = Resolver(cfn)
+    holders: dict[str, set[str]] = {}
+    for raw in statements:
+        principal = resolver.resolve(raw["Principal"]["AWS"])
+        for action in _as_list(raw["Action"]):
+            for use in ("kms:GenerateMac", "kms:VerifyMac"):
+                if re.fullmatch(action.replace("*", ".*"), use):  # kms:Generate* would also match: none may
+                    holders.setdefault(use, set()).add(principal)
+
+    assert holders == {
+        "kms:GenerateMac": {resolver.arn("BreakGlassFunctionRole")},
+        "kms:VerifyMac": {resolver.arn("PlanReleaseFunctionRole")},
+    }
+    # and no IAM policy of the stack grants either (they would be inert, but must not suggest otherwise)
+    assert not [a for _, st in _all_allow_statements() for a in _as_list(st["Action"]) if a.startswith("kms:")]
+
+
+def test_given_allow_break_glass_off_when_the_template_is_read_then_every_break_glass_resource_is_conditional() -> None:
+    cfn = cfn_template()
+    break_glass = {k: v for k, v in cfn["Resources"].items() if k.startswith("BreakGlass")}
+    outputs = {k: v for k, v in cfn["Outputs"].items() if k.startswith("BreakGlass")}
+
+    assert {"BreakGlassKey", "BreakGlassFunction", "BreakGlassFunctionRole", "BreakGlassFunctionUrl"} <= set(
+        break_glass
+    )
+    assert {k: v.get("Condition") for k, v in {**break_glass, **outputs}.items()} == dict.fromkeys(
+        [*break_glass, *outputs], "BreakGlassAllowed"
+    )
+    assert Resolver(cfn).condition("BreakGlassAllowed") is False  # the default: no break glass
+    assert Resolver(cfn, {"AllowBreakGlass": "true"}).condition("BreakGlassAllowed") is True

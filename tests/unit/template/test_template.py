@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -225,3 +226,109 @@ def test_given_every_function_when_its_logs_are_looked_up_then_a_log_group_keeps
     assert {f"/aws/lambda/${{{f}}}" for f in functions} <= groups.keys()
     assert {str(groups[name]) for name in groups} == {"{'Ref': 'LogRetentionDays'}"}
     assert cfn["Parameters"]["LogRetentionDays"]["Default"] == 90
+
+
+# --- observability: dashboard, alarms, the schedule's DLQ (docs/observability.md) -----------------------------------
+
+_SEARCH = re.compile(r"SEARCH\('\{(?P<namespace>[^,}]+),(?P<dimensions>[^}]*)\} MetricName=\"(?P<name>\w+)\"'")
+
+
+def _dashboard_metrics() -> set[tuple[str, str, tuple[str, ...]]]:
+    """(namespace, metric, dimension names) of every line on the dashboard: SEARCH expressions and metric arrays."""
+    (dashboard,) = [r for r in sam_template()["Resources"].values() if r["Type"] == "AWS::CloudWatch::Dashboard"]
+    body = json.loads(PLACEHOLDER.sub("stand-in", dashboard["Properties"]["DashboardBody"]["Fn::Sub"]))
+    found = set()
+    for widget in body["widgets"]:
+        for line in widget["properties"].get("metrics", []):
+            if isinstance(line[0], dict):
+                match = _SEARCH.match(line[0]["expression"])
+                assert match, f"unexpected expression {line[0]['expression']}"
+                dims = tuple(match["dimensions"].split(","))
+                found.add((match["namespace"], match["name"], dims))
+            else:
+                namespace, name, *pairs = line
+                found.add((namespace, name, tuple(pairs[::2])))
+    return found
+
+
+def test_given_the_dashboard_when_its_train_metrics_are_read_then_they_are_exactly_the_catalogue_and_dimensions() -> (
+    None
+):
+    from release_train.adapters.metrics import CATALOGUE, NAMESPACE
+
+    ours = {(name, dims) for namespace, name, dims in _dashboard_metrics() if namespace == NAMESPACE}
+
+    # Nothing on the dashboard that no code emits, nothing emitted that the dashboard leaves out.
+    assert ours == {(spec.name, spec.dimensions) for spec in CATALOGUE}
+
+
+def test_given_the_dashboard_when_its_aws_metrics_are_read_then_executions_schedule_and_dlq_are_shown() -> None:
+    aws = {(namespace, name) for namespace, name, _ in _dashboard_metrics() if namespace.startswith("AWS/")}
+
+    assert {
+        ("AWS/States", "ExecutionsFailed"),
+        ("AWS/States", "ExecutionsAborted"),
+        ("AWS/States", "ExecutionsTimedOut"),
+        ("AWS/Scheduler", "TargetErrorCount"),
+        ("AWS/Scheduler", "InvocationDroppedCount"),
+        ("AWS/Scheduler", "InvocationsSentToDeadLetterCount"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+    } <= aws
+
+
+def _alarms() -> dict[str, dict[str, Any]]:
+    return {k: r["Properties"] for k, r in sam_template()["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def test_given_every_alarm_when_read_then_it_pages_the_topic_chooses_missing_data_and_fits_cloudwatch_limits() -> None:
+    for logical_id, alarm in _alarms().items():
+        period, evaluations = alarm["Period"], alarm["EvaluationPeriods"]
+        # PutMetricAlarm (botocore's model): Period 10/20/30 or a multiple of 60; Period x EvaluationPeriods
+        # <= 604,800 s, and <= 86,400 s when the period is under an hour.
+        assert period in (10, 20, 30) or period % 60 == 0, logical_id
+        assert period * evaluations <= (604_800 if period >= 3600 else 86_400), logical_id
+        assert alarm["TreatMissingData"] in {"breaching", "notBreaching", "ignore", "missing"}, logical_id
+        assert alarm["AlarmActions"] == [{"Ref": "NotificationsTopic"}], logical_id
+
+
+def test_given_the_schedule_when_its_alarms_are_read_then_errors_drops_dlq_and_silence_each_page() -> None:
+    watched = {
+        (a["Namespace"], a["MetricName"], a["TreatMissingData"], a["ComparisonOperator"])
+        for a in _alarms().values()
+        if a["Namespace"] in {"AWS/Scheduler", "AWS/SQS"}
+    }
+
+    assert watched == {
+        ("AWS/Scheduler", "TargetErrorCount", "notBreaching", "GreaterThanOrEqualToThreshold"),
+        ("AWS/Scheduler", "InvocationDroppedCount", "notBreaching", "GreaterThanOrEqualToThreshold"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "ignore", "GreaterThanOrEqualToThreshold"),
+        # a week without a firing: silence is the failure
+        ("AWS/Scheduler", "InvocationAttemptCount", "breaching", "LessThanThreshold"),
+    }
+    group = {"Name": "ScheduleGroup", "Value": {"Ref": "ReleaseTrainScheduleGroup"}}
+    assert all(a["Dimensions"] == [group] for a in _alarms().values() if a["Namespace"] == "AWS/Scheduler")
+
+
+def test_given_the_no_train_alarm_when_read_then_its_window_covers_a_whole_week() -> None:
+    (silence,) = [a for a in _alarms().values() if a["MetricName"] == "InvocationAttemptCount"]
+
+    assert silence["Period"] * silence["EvaluationPeriods"] == 7 * 86_400
+    assert silence["DatapointsToAlarm"] == silence["EvaluationPeriods"]  # every day of the week silent
+    assert (silence["Statistic"], silence["Threshold"]) == ("Sum", 1)
+    assert silence["OKActions"] == [{"Ref": "NotificationsTopic"}]  # a new stack starts in ALARM: say when it clears
+
+
+def test_given_the_schedule_when_read_then_it_retries_dead_letters_to_an_encrypted_14_day_queue_in_its_own_group() -> (
+    None
+):
+    resources = sam_template()["Resources"]
+    (schedule,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Scheduler::Schedule"]
+    target = schedule["Target"]
+    queue_id = target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
+    queue = resources[queue_id]
+
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    assert queue["Type"] == "AWS::SQS::Queue" and "FifoQueue" not in queue["Properties"]  # Scheduler refuses FIFO
+    assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 86_400
+    assert queue["Properties"].get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in queue["Properties"]
+    assert schedule["GroupName"] == {"Ref": "ReleaseTrainScheduleGroup"}

@@ -9,6 +9,7 @@ too: who tried to answer what, and why it did not count.
 from __future__ import annotations
 
 from release_train.adapters.ledger import ApprovalRecord, Ledger
+from release_train.adapters.metrics import MetricsPort, NoMetrics
 from release_train.domain.errors import InvalidInput, NoSuchApproval, NotAnApprover
 from release_train.domain.fleet import Fleet, matching_approver
 from release_train.domain.release import ApprovalNotWaiting, ApprovalRejected
@@ -16,8 +17,11 @@ from release_train.services.ports import ClockPort, ExecutionsPort
 
 
 class AnswerApprovalService:
-    def __init__(self, ledger: Ledger, executions: ExecutionsPort, clock: ClockPort) -> None:
+    def __init__(
+        self, ledger: Ledger, executions: ExecutionsPort, clock: ClockPort, metrics: MetricsPort | None = None
+    ) -> None:
         self._ledger, self._executions, self._clock = ledger, executions, clock
+        self._metrics = metrics or NoMetrics()
 
     def answer(
         self, caller: str, release_id: str, stage: str, approve: bool, reason: str, by: str = ""
@@ -57,12 +61,14 @@ class AnswerApprovalService:
         except Exception:
             self._ledger.decide_approval(release_id, stage, "PENDING", "", "", expected=status)
             raise
+        answered = self._clock.now()
         self._ledger.add_event(
             release_id,
             "approval_decided",
             {"stage": stage, "status": status, "by": name, "identity": caller},
-            self._clock.now(),
+            answered,
         )
+        self._metrics.approval_wait(fleet.fleet, record.requested_at, answered)  # delivered answers only
         decided = self._ledger.approval(release_id, stage)
         assert decided is not None
         return decided

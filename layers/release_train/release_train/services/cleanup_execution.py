@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from release_train.adapters.ledger import Ledger
+from release_train.adapters.metrics import MetricsPort, NoMetrics
 from release_train.domain.release import Status
 from release_train.services.context import ReleaseContext, live_items, notify
 from release_train.services.ending import settle_live
@@ -32,8 +33,10 @@ class CleanupService:
         functions: FunctionsPort,
         notifier: NotifierPort,
         clock: ClockPort,
+        metrics: MetricsPort | None = None,
     ) -> None:
         self._ledger, self._executions, self._codebuild = ledger, executions, codebuild
+        self._metrics = metrics or NoMetrics()
         self._deployments, self._notifier, self._clock = deployments, notifier, clock
         self._tracker = LiveTracker(ledger, functions)
 
@@ -59,6 +62,7 @@ class CleanupService:
         was_closed = self._ledger.close_release(release_id, status, reason, now, None)
         self._ledger.release_lock(ctx.fleet.fleet, execution_arn)
         if was_closed:
+            self._metrics.release_ended(ctx.fleet.fleet, status)
             self._ledger.add_event(
                 release_id,
                 "cleaned_up",

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from release_train.adapters.ledger import Ledger
+from release_train.adapters.metrics import MetricsPort, NoMetrics
 from release_train.domain.release import Evidence, GateBlocked, decide
 from release_train.services.context import ReleaseContext, build_id_from_cause, iso
 from release_train.services.ports import AlarmsPort, ClockPort, CodeBuildPort, NotifierPort
@@ -14,10 +15,17 @@ from release_train.services.ports import AlarmsPort, ClockPort, CodeBuildPort, N
 
 class GateService:
     def __init__(
-        self, ledger: Ledger, codebuild: CodeBuildPort, alarms: AlarmsPort, notifier: NotifierPort, clock: ClockPort
+        self,
+        ledger: Ledger,
+        codebuild: CodeBuildPort,
+        alarms: AlarmsPort,
+        notifier: NotifierPort,
+        clock: ClockPort,
+        metrics: MetricsPort | None = None,
     ) -> None:
         self._ledger, self._codebuild, self._alarms = ledger, codebuild, alarms
         self._notifier, self._clock = notifier, clock
+        self._metrics = metrics or NoMetrics()
 
     def evaluate(self, state: dict[str, Any]) -> dict[str, Any]:
         release_id, stage_name = state["release_id"], state["stage"]["name"]
@@ -32,6 +40,7 @@ class GateService:
             {"stage": stage_name, "verdict": decision.verdict.value, "reasons": list(decision.reasons)},
             now,
         )
+        self._count_verdict(release_id, decision.verdict.value)
         if decision.reasons:
             raise GateBlocked(f"{stage_name}: " + "; ".join(decision.reasons))
         return {"stage": stage_name, "verdict": decision.verdict.value}
@@ -77,6 +86,14 @@ class GateService:
         frozen = ctx.fleet.freeze_at(now)
         evidence.freeze_reason = f"{frozen.reason} until {iso(frozen.end)}" if frozen else None
         return evidence
+
+    def _count_verdict(self, release_id: str, verdict: str) -> None:
+        try:
+            record = self._ledger.release(release_id)  # the metric's `fleet`; the verdict is already recorded
+        except Exception:
+            return  # a metric never fails the gate
+        if record is not None:
+            self._metrics.gate_verdict(record.fleet, verdict)
 
     def _bake_started(self, release_id: str, stage: str) -> datetime | None:
         times = [

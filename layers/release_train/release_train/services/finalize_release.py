@@ -8,14 +8,18 @@ from __future__ import annotations
 from typing import Any
 
 from release_train.adapters.ledger import Ledger
+from release_train.adapters.metrics import MetricsPort, NoMetrics
 from release_train.domain.release import NotFinalizable, Status
 from release_train.services.context import ReleaseContext, notify, release_notes
 from release_train.services.ports import ClockPort, NotifierPort
 
 
 class FinalizeService:
-    def __init__(self, ledger: Ledger, notifier: NotifierPort, clock: ClockPort) -> None:
+    def __init__(
+        self, ledger: Ledger, notifier: NotifierPort, clock: ClockPort, metrics: MetricsPort | None = None
+    ) -> None:
         self._ledger, self._notifier, self._clock = ledger, notifier, clock
+        self._metrics = metrics or NoMetrics()
 
     def finalize(self, release_id: str) -> dict[str, Any]:
         ctx = ReleaseContext(self._ledger, release_id)
@@ -32,6 +36,8 @@ class FinalizeService:
             self._ledger.add_event(release_id, "finalize_refused", {"status": status}, now)
             return {"release_id": release_id, "status": status, "finalized": False}
         self._ledger.add_event(release_id, "succeeded", {}, now)
+        self._metrics.release_ended(ctx.fleet.fleet, Status.SUCCEEDED)
+        self._metrics.lead_time(ctx.fleet.fleet, ctx.record.created_at, now)
         notify(
             self._notifier,
             ctx.fleet,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from release_train.adapters.ledger import Ledger
+from release_train.adapters.metrics import MetricsPort, NoMetrics
 from release_train.domain.release import Status
 from release_train.services.context import ReleaseContext, cause_text, live_items, notify
 from release_train.services.ending import settle_live
@@ -21,8 +22,10 @@ class RecordFailureService:
         functions: FunctionsPort,
         notifier: NotifierPort,
         clock: ClockPort,
+        metrics: MetricsPort | None = None,
     ) -> None:
         self._ledger, self._executions, self._notifier, self._clock = ledger, executions, notifier, clock
+        self._metrics = metrics or NoMetrics()
         self._tracker = LiveTracker(ledger, functions)
 
     def record_failure(
@@ -42,6 +45,7 @@ class RecordFailureService:
         self._ledger.release_lock(ctx.fleet.fleet, execution_arn)
         if closed:
             self._ledger.add_event(release_id, status.value.lower(), {"error": name, "state": failed_state}, now)
+            self._metrics.release_ended(ctx.fleet.fleet, status)
             notify(
                 self._notifier,
                 ctx.fleet,

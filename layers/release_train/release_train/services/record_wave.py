@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from release_train.adapters.ledger import BuildRecord, Ledger
+from release_train.adapters.metrics import MetricsPort, NoMetrics
 from release_train.domain.release import WaveFailed
 from release_train.domain.scale import CHUNK_SIZE, chunk_of
 from release_train.events import InvalidEvent
@@ -51,8 +52,11 @@ def summarise_failure(service: str, error: str, cause: str | None) -> dict[str, 
 
 
 class RecordWaveService:
-    def __init__(self, ledger: Ledger, functions: FunctionsPort, clock: ClockPort) -> None:
+    def __init__(
+        self, ledger: Ledger, functions: FunctionsPort, clock: ClockPort, metrics: MetricsPort | None = None
+    ) -> None:
         self._ledger, self._clock = ledger, clock
+        self._metrics = metrics or NoMetrics()
         self._tracker = LiveTracker(ledger, functions)
 
     def record_chunk(
@@ -122,6 +126,7 @@ class RecordWaveService:
             {"stage": stage, "wave": wave, "builds": len(records), "failed": [f.service for f in failed]},
             now,
         )
+        self._metrics.build_failures(ctx.fleet.fleet, len(failed))
         if failed:
             shown = ", ".join(f"{f.service} ({f.status})" for f in failed[:20])
             more = f" and {len(failed) - 20} more" if len(failed) > 20 else ""
