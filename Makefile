@@ -51,6 +51,7 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/train_bench.py
 	$(VENV)/bin/python bench/hook_import.py
 	$(VENV)/bin/python bench/heads_bench.py
+	$(VENV)/bin/python bench/rollback_bench.py
 
 sam-build: $(SAM_VENV)/.installed
 	PATH="$(RUNTIME_PATH)$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build --build-dir .aws-sam/build

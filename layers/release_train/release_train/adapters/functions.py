@@ -3,10 +3,27 @@ pointing an alias back (a rollback). The train's only window on what a Lambda se
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from release_train.adapters.aws import error_code
 from release_train.domain.live import commit_in
+
+
+@dataclass(frozen=True)
+class AliasNow:
+    """GetAlias's answer (AliasConfiguration): the version, the extra weighted versions of a traffic shift, and the
+    RevisionId an UpdateAlias can be made conditional on."""
+
+    version: str
+    weights: dict[str, float]
+    revision_id: str | None
+
+    def label(self) -> str:
+        shifted = ", ".join(f"{v} at {w:.0%}" for v, w in sorted(self.weights.items()))
+        return f"{self.version} (+ {shifted})" if shifted else self.version
 
 
 class Functions:
@@ -37,4 +54,27 @@ class Functions:
         """All traffic of the alias to `version` (an empty routing config ends any weighted shift)."""
         self._c.update_alias(
             FunctionName=function, Name=alias, FunctionVersion=version, RoutingConfig={"AdditionalVersionWeights": {}}
+        )
+
+    def alias_now(self, function: str, alias: str) -> AliasNow | None:
+        try:
+            answer = self._c.get_alias(FunctionName=function, Name=alias)
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise
+        weights = (answer.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+        return AliasNow(str(answer["FunctionVersion"]), {str(k): float(v) for k, v in weights.items()},
+                        answer.get("RevisionId"))  # fmt: skip
+
+    def point_if(self, function: str, alias: str, version: str, revision_id: str | None) -> None:
+        """`point`, refused by Lambda with PreconditionFailedException when the alias changed since `revision_id` was
+        read ("The RevisionId provided does not match the latest RevisionId", UpdateAlias API reference)."""
+        conditional = {"RevisionId": revision_id} if revision_id else {}
+        self._c.update_alias(
+            FunctionName=function,
+            Name=alias,
+            FunctionVersion=version,
+            RoutingConfig={"AdditionalVersionWeights": {}},  # ends a half-shifted canary
+            **conditional,
         )

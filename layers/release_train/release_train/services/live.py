@@ -47,7 +47,10 @@ class LiveTracker:
         release_id = ctx.record.release_id
         journal = [m for m in self._ledger.alias_moves(release_id, stage) if wave is None or m.wave == wave]
         observed = [replace(m, after=self._functions.alias_version(m.function, m.alias)) for m in journal]
-        self._ledger.put_alias_moves(release_id, observed)
+        # An alias found on a version neither this release nor its predecessor put there was moved by someone since:
+        # the journal keeps the version this release deployed: a later rollback never takes the stranger's as its own.
+        kept = [o for o, m in zip(observed, journal, strict=True) if m.after is None or o.after in (m.before, m.after)]
+        self._ledger.put_alias_moves(release_id, kept)
         current = self._ledger.live(ctx.fleet.fleet).get(stage, {})
         commits = {e.service: e.commit for e in ctx.manifest}
         services = sorted(statuses) if statuses is not None else sorted({m.service for m in observed})
@@ -65,18 +68,18 @@ class LiveTracker:
                 if m.after is not None
             }
             status = statuses[service] if statuses is not None else "STOPPED"
-            records.append(
-                after_deploy(stage, service, commits[service], release_id, status, moves, versions, before, iso(now))
-            )
+            live = after_deploy(stage, service, commits[service], release_id, status, moves, versions, before, iso(now))
+            if live.known and any(m.rolled_back for m in moves) and not any(m.moved for m in moves):
+                live = replace(live, how="rollback")  # back on what ran before because a rollback put it there
+            records.append(live)
         self._ledger.set_live(ctx.fleet.fleet, records)
         return records
 
     def roll_back(self, ctx: ReleaseContext, stage: str, now: datetime) -> list[str]:
         """Point every alias this release moved in `stage` back to its previous version, newest wave first; skip (and
         say so) an alias someone else moved since. Returns what was done, one line per function."""
-        release_id = ctx.record.release_id
         done, moves = [], []
-        for move in sorted(self._ledger.alias_moves(release_id, stage), key=lambda m: (-m.wave, m.function)):
+        for move in self.rollback_order(ctx.record.release_id, stage):
             if not move.moved or move.before is None:
                 continue
             now_at = self._functions.alias_version(move.function, move.alias)
@@ -84,11 +87,21 @@ class LiveTracker:
                 done.append(f"{move.function}: not rolled back, its alias points to {now_at}, not {move.after}")
                 continue
             self._functions.point(move.function, move.alias, move.before)
-            moves.append(replace(move, rolled_back=True))
+            moves.append(move)
             done.append(f"{move.function}: {move.after} -> {move.before}")
-        self._ledger.put_alias_moves(release_id, moves)
-        self.observe(ctx, stage, now)
+        self.record_rollback(ctx, stage, moves, now)
         return done
+
+    def rollback_order(self, release_id: str, stage: str) -> list[AliasMove]:
+        """The release's alias journal for `stage` in the order a rollback takes it: newest wave first (later waves may
+        depend on earlier ones, ADR 0006), by function within a wave. Shared with `trainctl rollback`."""
+        return sorted(self._ledger.alias_moves(release_id, stage), key=lambda m: (-m.wave, m.function))
+
+    def record_rollback(self, ctx: ReleaseContext, stage: str, back: list[AliasMove], now: datetime) -> list[Live]:
+        """Mark the journal entries whose alias is back on `before`, then observe the stage again: a service whose
+        aliases are all back is recorded live `how: rollback` (status and the next PlanRelease read it)."""
+        self._ledger.put_alias_moves(ctx.record.release_id, [replace(m, rolled_back=True) for m in back])
+        return self.observe(ctx, stage, now)
 
     def report(self, fleet: Fleet, stage: str, riding: dict[str, str]) -> tuple[str, list[str], dict[str, Live]]:
         live = self._ledger.live(fleet.fleet).get(stage, {})
