@@ -77,6 +77,14 @@ def _walk(box: Sandbox) -> set[tuple[str, str]]:
         lambda: codedeploy.get_application_revision(applicationName=info["applicationName"], revision=info["revision"]),
     )
     call("codedeploy", "ListDeployments", lambda: codedeploy.list_deployments(includeOnlyStatuses=["InProgress"]))
+    targets = call(
+        "codedeploy", "ListDeploymentTargets", lambda: codedeploy.list_deployment_targets(deploymentId=deployment_id)
+    )
+    call(
+        "codedeploy",
+        "BatchGetDeploymentTargets",
+        lambda: codedeploy.batch_get_deployment_targets(deploymentId=deployment_id, targetIds=targets["targetIds"]),
+    )
     (execution_id,) = box.world.codedeploy.deployments[deployment_id].hooks
     call(
         "codedeploy",

@@ -34,7 +34,7 @@ import zipfile
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from samtranslator.yaml_helper import yaml_parse
 
@@ -139,6 +139,8 @@ class CodeDeploy:
             ("codedeploy", "PutLifecycleEventHookExecutionStatus"): self.put_hook_status,
             ("codedeploy", "StopDeployment"): self.stop_deployment,
             ("codedeploy", "ListDeployments"): self.list_deployments,
+            ("codedeploy", "ListDeploymentTargets"): self.list_deployment_targets,
+            ("codedeploy", "BatchGetDeploymentTargets"): self.batch_get_deployment_targets,
         }
 
     # --- set-up: the functions as the last release left them -------------------------------------------------
@@ -448,6 +450,57 @@ class CodeDeploy:
             code = "DEPLOYMENT_STOPPED" if d.status == "Stopped" else "HEALTH_CONSTRAINTS"
             info["errorInformation"] = {"code": code, "message": d.error}
         return {"deploymentInfo": info}
+
+    # A Lambda deployment has one target, its function's alias (the target id's form, function:alias, is an inference:
+    # the API reference does not spell it out). LambdaTarget.status and LifecycleEvent.status follow botocore's enums;
+    # a hook that never reported is Failed, as CodeDeploy marks a lifecycle event whose hook timed out.
+    _TARGET_STATUS: ClassVar[dict[str, str]] = {
+        "Created": "Pending",
+        "InProgress": "InProgress",
+        "Succeeded": "Succeeded",
+        "Failed": "Failed",
+        "Stopped": "Failed",
+    }
+    _LIFECYCLE_EVENT: ClassVar[dict[str, str]] = {
+        "pre_traffic": "BeforeAllowTraffic",
+        "post_traffic": "AfterAllowTraffic",
+    }
+
+    @staticmethod
+    def _target_id(d: Deployment) -> str:
+        return f"{d.site.function}:{d.site.alias}"
+
+    def list_deployment_targets(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"targetIds": [self._target_id(self._deployment(params["deploymentId"]))]}
+
+    def batch_get_deployment_targets(self, params: dict[str, Any]) -> dict[str, Any]:
+        d = self._deployment(params["deploymentId"])
+        target = {
+            "deploymentId": d.id,
+            "targetId": self._target_id(d),
+            "status": self._TARGET_STATUS.get(d.status, "Unknown"),
+            "lifecycleEvents": [
+                {
+                    "lifecycleEventName": self._LIFECYCLE_EVENT[h["phase"]],
+                    "status": h["status"] if h["status"] in {"Succeeded", "Failed"} else "Failed",
+                }
+                for h in d.hook_results
+            ],
+            "lambdaFunctionInfo": {
+                "functionName": d.site.function,
+                "functionAlias": d.site.alias,
+                "currentVersion": d.current_version,
+                "targetVersion": d.target_version,
+            },
+        }
+        wanted = params.get("targetIds") or []
+        return {
+            "deploymentTargets": [
+                {"deploymentTargetType": "LambdaTarget", "lambdaTarget": target}
+                for tid in wanted
+                if tid == target["targetId"]
+            ]
+        }
 
     def get_application_revision(self, params: dict[str, Any]) -> dict[str, Any]:
         application = params["applicationName"]
