@@ -8,6 +8,10 @@ They answer at botocore's `before-call` event, after botocore has validated the 
 so a call the sandbox accepts is a call AWS would accept. Every answer is validated against botocore's output shape
 for its operation before it is returned, so an emulated response can never have a shape AWS does not send
 (a field in the wrong case, a member the model does not have, a wrong type): the sandbox raises instead.
+
+`dispatch` is the one place an emulated call is answered: the botocore hook (`_answer`) for clients in this process,
+and `sandbox serve`'s HTTP middleware (server.py) for clients in any process, which validates the request against the
+same model first.
 """
 
 from __future__ import annotations
@@ -126,30 +130,37 @@ def _remember_params(params: dict[str, Any], context: dict[str, Any], **_: Any) 
     context["sandbox_api_params"] = dict(params)
 
 
-def _answer(model: Any, context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
-    world = _active
-    if world is None:
-        return None
-    service, operation = model.service_model.service_name, model.name
+def dispatch(world: World, service: str, operation: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+    """The one way an emulated operation is answered, for botocore's in-process hook and for `sandbox serve`'s HTTP
+    middleware alike: (HTTP status, body) with `Error` for an ApiError; None when no emulator owns the operation."""
     route = world.routes.get((service, operation))
     if route is None:
         return None
-    params = context.get("sandbox_api_params", {})
     try:
         body = route(params)
     except ApiError as exc:
-        error = {
+        return exc.status, {
             "Error": {"Code": exc.code, "Message": exc.message},
             "ResponseMetadata": {"HTTPStatusCode": exc.status, "RequestId": str(uuid.uuid4())},
         }
-        return AWSResponse("https://sandbox.local", exc.status, HTTPHeaders(), None), error
     try:
         validate_output(service, operation, body)
     except SandboxDefect as defect:
         world.defects.append(str(defect))  # the caller may swallow the error (a handler's except): the runner won't
         raise
     body.setdefault("ResponseMetadata", {"HTTPStatusCode": 200, "RequestId": str(uuid.uuid4())})
-    return AWSResponse("https://sandbox.local", 200, HTTPHeaders(), None), body
+    return 200, body
+
+
+def _answer(model: Any, context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+    world = _active
+    if world is None:
+        return None
+    answered = dispatch(world, model.service_model.service_name, model.name, context.get("sandbox_api_params", {}))
+    if answered is None:
+        return None
+    status, body = answered
+    return AWSResponse("https://sandbox.local", status, HTTPHeaders(), None), body
 
 
 _INSTALLED = False

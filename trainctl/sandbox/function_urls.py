@@ -3,7 +3,8 @@
 In AWS the caller signs the request with SigV4 and Lambda authenticates it; the function receives payload format 2.0
 with the caller in `requestContext.authorizer.iam` ("Invoking Lambda function URLs", request payload). Here the
 scripted person is who the scenario says (`as_principal`): the emulator builds the same event around that identity and
-returns the function's HTTP response (statusCode, body), as the URL would.
+returns the function's HTTP response (statusCode, body), as the URL would. `sandbox serve` answers the stack's URLs
+over loopback with the same event, the caller being whoever signed the HTTP request (server.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 URL_ID = "abcdefghijklmnopqrstuvwxyz012345"  # 32 characters, as Lambda's url-ids
 
 
-def invoke(function: str, caller_arn: str, body: dict[str, Any], now: datetime, region: str) -> tuple[int, Any]:
+def invoke(function: str, caller_arn: str, body: dict[str, Any] | str, now: datetime, region: str) -> tuple[int, Any]:
+    """`body`: the request body as the URL receives it (`sandbox serve` passes the HTTP client's text as sent)."""
     from trainctl.sandbox.lambda_runtime import registry
 
     account = caller_arn.split(":")[4]
@@ -24,7 +26,7 @@ def invoke(function: str, caller_arn: str, body: dict[str, Any], now: datetime, 
         ":" + caller_arn.rsplit("/", 1)[-1] if ":assumed-role/" in caller_arn else ""
     )
     domain = f"{URL_ID}.lambda-url.{region}.on.aws"
-    text = json.dumps(body)
+    text = body if isinstance(body, str) else json.dumps(body)
     event = {
         "version": "2.0",
         "routeKey": "$default",

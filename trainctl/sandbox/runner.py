@@ -41,6 +41,7 @@ class Observed:
     state: str | None
     input: dict[str, Any] | None
     virtual_time: datetime
+    details: dict[str, Any] = field(default_factory=dict)  # the history event's details (trainctl/live_view.py)
 
 
 @dataclass
@@ -138,6 +139,24 @@ def simulate(
     log_path: Path | None = None,
     scenario_source: str = "scenario",
 ) -> SimulationResult:
+    wall_start = time.perf_counter()
+    with open_world(fleet_path, scenario, root, on_event, pace, log_path, scenario_source) as run:
+        return run.run(wall_start)
+
+
+@contextlib.contextmanager
+def open_world(
+    fleet_path: Path,
+    scenario: Scenario,
+    root: Path,
+    on_event: Callable[[Observed], None] | None = None,
+    pace: float | None = None,
+    log_path: Path | None = None,
+    scenario_source: str = "scenario",
+) -> Iterator[_Run]:
+    """The emulated account with its clock and emulators, for `simulate` (which runs one train to its end) and
+    `sandbox serve` (which starts it and serves the world over HTTP). Bad input raises InvalidInput before anything
+    exists."""
     from trainctl.sandbox.stack import template_parameters
 
     fleet = parse_fleet(fleet_path.read_text(), str(fleet_path))  # reject a bad fleet before anything exists
@@ -157,7 +176,6 @@ def simulate(
 
     from trainctl.sandbox.lambda_runtime import registry
 
-    wall_start = time.perf_counter()
     scheduler = vtime.Scheduler(scenario.schedule_time, pace)
     log_file = (log_path or Path(os.devnull)).open("w")
     registry.reset()
@@ -171,7 +189,7 @@ def simulate(
             world = emulators.World(scenario, fleet, scheduler, REGION)
             emulators.activate(world)
             try:
-                return _Run(fleet, scenario, root, world, on_event).run(wall_start)
+                yield _Run(fleet, scenario, root, world, on_event)
             finally:
                 world.sources.stop_github()
                 emulators.activate(None)
@@ -194,6 +212,7 @@ class _Run:
         self.fleet, self.scenario, self.root, self.world, self.on_event = fleet, scenario, root, world, on_event
         self.clock = world.clock
         self.sfn = boto3.client("stepfunctions")
+        self.url_base: str | None = None
 
     # --- set-up: the account the train runs in ----------------------------------------------------------------------
 
@@ -209,7 +228,9 @@ class _Run:
         from trainctl.sandbox.stack import create_stack
 
         github_url = self.world.sources.start_github()
-        self.stack = create_stack(self.root, parameters={**self.scenario.parameters, "GitHubApiUrl": github_url})
+        self.stack = create_stack(
+            self.root, parameters={**self.scenario.parameters, "GitHubApiUrl": github_url}, url_base=self.url_base
+        )
         fleet, scenario, world = self.fleet, self.scenario, self.world
         changed = {s.name for s in fleet.services} if scenario.changed == "all" else set(scenario.changed)
         baseline = {}
@@ -277,19 +298,37 @@ class _Run:
 
     # --- the run ------------------------------------------------------------------------------------------------
 
-    def run(self, wall_start: float) -> SimulationResult:
+    def begin(self, url_base: str | None = None) -> None:
+        """Create the account, then start the train as the schedule would. `url_base`: `sandbox serve`'s loopback
+        address, where the stack's function URLs are served."""
         from trainctl.sandbox.observer import observers
 
+        self.url_base = url_base
         with self.clock.holding():  # the account exists before anything happens in it
             self._setup()
         observers.append(self._observe)
         try:
             with self.clock.holding():
-                execution_input = self.scenario.execution_input or self._schedule_input()
-                self.people.main_arn = self._start(execution_input)
+                if self.scenario.break_glass is not None:
+                    self.people.main_arn = self.people.break_glass(self.scenario.break_glass)
+                else:
+                    execution_input = self.scenario.execution_input or self._schedule_input()
+                    self.people.main_arn = self._start(execution_input)
+        except BaseException:
+            self.end()
+            raise
+
+    def end(self) -> None:
+        from trainctl.sandbox.observer import observers
+
+        observers.remove(self._observe)
+
+    def run(self, wall_start: float) -> SimulationResult:
+        self.begin()
+        try:
             self.clock.wait_idle()
         finally:
-            observers.remove(self._observe)
+            self.end()
         if self.world.defects:
             raise emulators.SandboxDefect("the sandbox answered out of contract:\n" + "\n".join(self.world.defects))
         left = self.clock.blocked_threads()
@@ -329,9 +368,13 @@ class _Run:
             with contextlib.suppress(ValueError):
                 state_input = json.loads(entered["input"])
         if self.on_event:
-            self.on_event(Observed(event_type, state, state_input, self.clock.now()))
+            self.on_event(Observed(event_type, state, state_input, self.clock.now(), details))
         if execution_arn in (self.people.main_arn, self.people.second_arn) or not self.people.main_arn:
             self.people.on_event(event_type, execution_arn, state, state_input)
+        elif self.url_base is not None and execution_arn is not None:
+            # Served: trains started over HTTP (`trainctl start`) get their clean-up too, as the rule's pattern matches
+            # every execution of the machine; with no state, on_event only delivers that.
+            self.people.on_event(event_type, execution_arn, None, None)
 
     # --- the report ---------------------------------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ class Stack:
     cleanup_rule: dict[str, Any]  # the EventBridge pattern that triggers the clean-up, and its target function
     state_machine_alias_arn: str = ""  # what the schedule starts (AutoPublishAlias: live)
     function_versions: dict[str, str] = field(default_factory=dict)  # function logical id -> published version ARN
+    function_urls: dict[str, str] = field(default_factory=dict)  # function URL logical id -> its function's logical id
     machines: dict[str, Machine] = field(default_factory=dict)  # every state machine of the stack, by logical id
     main_machine: str = ""  # the one the schedule starts
     outputs: dict[str, str] = field(default_factory=dict)
@@ -115,7 +116,11 @@ def _zip_placeholder() -> bytes:
     return buffer.getvalue()
 
 
-def create_stack(root: Path, stack_name: str = "release-train", parameters: dict[str, str] | None = None) -> Stack:
+def create_stack(
+    root: Path, stack_name: str = "release-train", parameters: dict[str, str] | None = None, url_base: str | None = None
+) -> Stack:
+    """`url_base`: where `sandbox serve` answers the stack's function URLs (`<url_base>/lambda-url/<logical id>/`);
+    without it their outputs are left out (nothing could reach them)."""
     template = yaml_parse((root / "template.yaml").read_text())
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=ARTIFACTS)
@@ -145,9 +150,16 @@ def create_stack(root: Path, stack_name: str = "release-train", parameters: dict
     # What still names a skipped version or alias (a policy, an output) names the function or machine instead.
     owners = {k: o for k, v in skipped.items() if (o := _owner(v))}
     cfn = _repoint(cfn, owners, {k for k, v in skipped.items() if v["Type"].startswith("AWS::Lambda::")})
-    # Outputs of a skipped function URL (its FunctionUrl) are read from the API instead.
+    # Outputs of a skipped function URL (its FunctionUrl) are read from the API instead, or name the served URL.
     urls = {k for k, v in skipped.items() if v["Type"] == "AWS::Lambda::Url"}
-    cfn["Outputs"] = {k: v for k, v in cfn.get("Outputs", {}).items() if not (set(_refs(v)) & urls)}
+    outputs: dict[str, Any] = {}
+    for key, output in cfn.get("Outputs", {}).items():
+        named = set(_refs(output)) & urls
+        if not named:
+            outputs[key] = output
+        elif url_base is not None and len(named) == 1:
+            outputs[key] = {**output, "Value": served_url(url_base, named.pop())}
+    cfn["Outputs"] = outputs
     cfn.pop("Conditions", None) if not cfn.get("Conditions") else None
 
     cloudformation = boto3.client("cloudformation")
@@ -170,6 +182,8 @@ def create_stack(root: Path, stack_name: str = "release-train", parameters: dict
     versions: dict[str, str] = {}  # the generated AWS::Lambda::Version logical id -> its ARN
     version_arns: dict[str, str] = {}  # function logical id -> the ARN of its published version
     for logical_id, (code_dir, handler) in code_dirs.items():
+        if logical_id not in resources:  # its Condition is false for these parameters: CloudFormation made none
+            continue
         name = resources[logical_id][1]
         version = lam.publish_version(FunctionName=name)["Version"]
         lam.create_alias(FunctionName=name, Name="live", FunctionVersion=version)
@@ -191,9 +205,13 @@ def create_stack(root: Path, stack_name: str = "release-train", parameters: dict
             )
         )
         arns[logical_id] = config["FunctionArn"]
+    function_urls: dict[str, str] = {}
     for url_logical in urls:  # SAM puts a function's URL on its `live` alias when AutoPublishAlias is set
         owner = str(raw_cfn["Resources"][url_logical]["Properties"]["TargetFunctionArn"]["Ref"])
         function_logical = _owner(raw_cfn["Resources"][owner]) or owner
+        if function_logical not in resources:
+            continue
+        function_urls[url_logical] = function_logical
         lam.create_function_url_config(
             FunctionName=resources[function_logical][1],
             Qualifier="live",
@@ -253,9 +271,16 @@ def create_stack(root: Path, stack_name: str = "release-train", parameters: dict
         cleanup_rule={"pattern": rule[1]["Properties"]["EventPattern"], "function": resources[target_logical][1]},
         state_machine_alias_arn=main.alias_arn,
         function_versions=version_arns,
+        function_urls=function_urls,
         machines=created_machines,
         main_machine=main.logical_id,
     )
+
+
+def served_url(url_base: str, url_logical: str) -> str:
+    """A function URL as `sandbox serve` answers it on loopback (AWS's are https://<url-id>.lambda-url.<region>.on.aws/,
+    which cannot resolve to this machine)."""
+    return f"{url_base.rstrip('/')}/lambda-url/{url_logical}/"
 
 
 def _owner(resource: dict[str, Any]) -> str | None:
