@@ -7,7 +7,6 @@ import contextlib
 import json
 import logging
 import sys
-import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -17,8 +16,6 @@ from typing import Any
 
 import click
 from rich.live import Live
-from rich.markup import escape
-from rich.table import Table
 
 from release_train.domain.errors import InvalidInput
 from trainctl.convention import (
@@ -35,8 +32,12 @@ from trainctl.convention import (
     output_option,
     text,
 )
+from trainctl.resources import default_root
 
-ROOT = Path(__file__).resolve().parent.parent
+# The stack's files (template.yaml, the ASL, the functions, the example fleet): the checkout trainctl runs from,
+# else the copy installed with it (trainctl/resources.py). Commands that run the stack call stack_root() for the
+# one-line error when neither is complete; ROOT only feeds defaults, so importing trainctl never fails.
+ROOT = default_root()
 console = err
 
 
@@ -60,55 +61,20 @@ def main() -> None:
 # --- simulate -----------------------------------------------------------------------------------------------------
 
 
-class _Progress:
-    """Live view: the state the train is in, builds per stage, virtual time."""
-
-    def __init__(self) -> None:
-        self.state = "starting"
-        self.stage = "-"
-        self.builds: dict[str, dict[str, int]] = {}
-        self.virtual = ""
-        self._lock = threading.Lock()
-
-    def __call__(self, observed: Any) -> None:
-        with self._lock:
-            self.virtual = observed.virtual_time.strftime("%a %d %b %H:%M")
-            if observed.state:
-                self.state = observed.state
-                stage = (observed.input or {}).get("stage")
-                if isinstance(stage, dict):
-                    stage = stage.get("name")
-                if stage:
-                    self.stage = str(stage)
-                if observed.state == "Build" and stage:
-                    counts = self.builds.setdefault(str(stage), {"started": 0})
-                    counts["started"] += 1
-
-    def render(self) -> Table:
-        table = Table.grid(padding=(0, 2))
-        table.add_row(text("virtual time", "bold"), text(self.virtual))
-        table.add_row(text("stage", "bold"), text(self.stage))
-        table.add_row(text("state", "bold"), text(self.state))
-        for stage, counts in self.builds.items():
-            table.add_row(text(f"{stage} builds", "bold"), text(counts["started"]))
-        return table
-
-
 @main.command()
 @click.option(
     "--fleet",
     "fleet_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=ROOT / "fleet.yaml",
-    show_default=True,
-    help="fleet file to release",
+    default=None,
+    help="fleet file to release (default: the example fleet.yaml of the stack's files)",
 )
 @click.option(
     "--scenario",
-    "scenario_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    "scenario_name",
     default=None,
-    help="what the emulated world does (default: everything succeeds, prod approved)",
+    help="what the emulated world does: a scenario file, or the name of a shipped one (staging-build-fails); "
+    "default: everything succeeds, prod approved",
 )
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object (for machines) instead of tables")
 @output_option
@@ -126,8 +92,8 @@ class _Progress:
     help="write the functions' structured logs here",
 )
 def simulate(
-    fleet_path: Path,
-    scenario_path: Path | None,
+    fleet_path: Path | None,
+    scenario_name: str | None,
     as_json: bool,
     output: str,
     pace: float | None,
@@ -142,6 +108,16 @@ def simulate(
     # moto warns about each template resource it skips, Powertools about in-process metric reuse: not the user's news.
     warnings.filterwarnings("ignore", module=r"moto\..*")
     warnings.filterwarnings("ignore", module=r"aws_lambda_powertools\..*")
+    from trainctl import resources
+    from trainctl.live_view import LiveTrain, canaries_of, milestone
+    from trainctl.sandbox import emulators
+
+    try:
+        root = resources.stack_root()
+        scenario_path = resources.scenario_path(scenario_name, root) if scenario_name else None
+        fleet_path = fleet_path or root / "fleet.yaml"
+    except CommandError as exc:
+        fail(str(exc), exc.code)
     with _bad_input_exits_2():
         scenario = (
             load_scenario(scenario_path)
@@ -149,68 +125,42 @@ def simulate(
             else Scenario(name="default", approvals={"prod": {"decision": "approve"}})
         )
         source = str(scenario_path) if scenario_path else "default scenario"
-        progress = _Progress()
-        if as_json or not console.is_terminal:
-            result = run(fleet_path, scenario, ROOT, None if as_json else progress, pace, log_path, source)
+
+        def canaries() -> list[dict[str, Any]]:
+            world = emulators.active()
+            return canaries_of(list(world.codedeploy.deployments.values())) if world else []
+
+        train = LiveTrain(canaries)
+        if as_json:
+            result = run(fleet_path, scenario, root, None, pace, log_path, source)
+        elif console.is_terminal:
+            # The screen re-reads the train (LiveTrain.__rich__) at each refresh: canary traffic moves between events.
+            def fold(observed: Any) -> None:
+                train(observed)
+
+            with Live(train, console=console, refresh_per_second=8, transient=True):
+                result = run(fleet_path, scenario, root, fold, pace, log_path, source)
         else:
-            with Live(progress.render(), console=console, refresh_per_second=8) as live:
+            # A log (CI, a pipe): each milestone once, as it happens, on stderr; the summary goes to stdout.
+            def log(observed: Any) -> None:
+                for line in train(observed):
+                    console.print(text(milestone(observed.virtual_time, line)), soft_wrap=True)
 
-                def update(observed: Any) -> None:
-                    progress(observed)
-                    live.update(progress.render())
-
-                result = run(fleet_path, scenario, ROOT, update, pace, log_path, source)
+            result = run(fleet_path, scenario, root, log, pace, log_path, source)
+    doc = result.to_json()
+    doc["scenario"] = scenario.name
     if as_json:
-        doc = result.to_json()
-        doc["scenario"] = scenario.name
         out.print_json(json.dumps(doc, default=str))
     else:
-        _summary(result, scenario.name)
+        _summary(doc)
     sys.exit(0 if result.status == "SUCCEEDED" else 1)
 
 
-def _summary(result: Any, scenario: str) -> None:
-    colour = "green" if result.status == "SUCCEEDED" else "red"
-    out.print(
-        f"[bold]release {escape(result.release_id or '-')}[/] ({escape(scenario)}): [{colour}]{result.status}[/] — "
-        f"{escape(result.reason)}",
-        soft_wrap=True,
-    )
-    for stage in result.stages:
-        table = Table(title=text(f"stage {stage['name']}"), title_justify="left")
-        for column in ("service", "wave", "commit", "build"):
-            table.add_column(column)
-        for service in stage["services"]:
-            status = service["build_status"]
-            style = {"SUCCEEDED": "green", "NOT_BUILT": "dim"}.get(status, "red")
-            table.add_row(
-                text(service["name"]), text(service["wave"]), text(service["commit"][:12]), text(status, style)
-            )
-        out.print(table)
-    order = [stage["name"] for stage in result.stages]
-    for gate in sorted(result.gates, key=lambda g: order.index(g["stage"]) if g["stage"] in order else len(order)):
-        reasons = "; ".join(gate["reasons"]) or "all evidence good"
-        out.print(text(f"gate {gate['stage']}: {gate['verdict']} — {reasons}"), soft_wrap=True)
-    for deployment in result.deployments:
-        hooks = ", ".join(f"{h['phase']} {h['status']}" for h in deployment.get("hooks", []))
-        rolled_back = " (rolled back)" if deployment.get("rolled_back") else ""
-        versions = f"v{deployment.get('current_version')} -> v{deployment.get('target_version')}"
-        config = str(deployment.get("deployment_config", "")).removeprefix("CodeDeployDefault.")
-        out.print(
-            text(
-                f"canary {deployment['function']} {versions} ({config}): {deployment['status']}{rolled_back}"
-                + (f" — {hooks}" if hooks else "")
-            ),
-            soft_wrap=True,
-        )
-    if result.second_start:
-        out.print(text(f"second start: {result.second_start['status']} ({result.second_start['error']})"))
-    hours = result.virtual_duration_s / 3600
-    out.print(
-        f"virtual {hours:.1f} h in {result.wall_s:.2f} s wall · {result.history_events} history events "
-        f"({result.history_events / 250:.1f}% of 25,000) · {result.state_transitions} transitions "
-        f"(${result.estimated_cost_usd:.4f}) · {result.builds_started} builds, {result.builds_throttled} throttled"
-    )
+def _summary(doc: dict[str, Any]) -> None:
+    """Tables in wave order (a large wave as its failures and counts), gates, canaries, costs; the reason last."""
+    from trainctl.live_view import render_summary
+
+    out.print(render_summary(doc), soft_wrap=True)
 
 
 # --- operating the deployed train ---------------------------------------------------------------------------------
@@ -472,6 +422,12 @@ def cancel(
     is_flag=True,
     help="replace a running train that waits only for an approval (its approval SUPERSEDED, it ends BLOCKED)",
 )
+@click.option(
+    "--skip-bake",
+    is_flag=True,
+    help="break glass: no stage bakes (approvals still apply); only where the stack sets AllowBreakGlass=true, "
+    "through its audited BreakGlass URL, with your IAM identity and --reason on the record",
+)
 @_target_options
 @output_option
 def start(
@@ -480,6 +436,7 @@ def start(
     reason: str,
     release_id: str | None,
     supersede: bool,
+    skip_bake: bool,
     stack_name: str,
     profile: str | None,
     region: str | None,
@@ -522,24 +479,66 @@ def start(
             raise CommandError(f"release {request['release_id']} already exists: pick another --release-id", FAILED)
         superseding = _may_start(ledger, target.fleet, supersede)
         alias = target.stack.output("StateMachineAliasArn")
-        started = target.session.client("stepfunctions").start_execution(
-            stateMachineArn=alias, name=execution_name, input=json.dumps(request)
-        )
+        if skip_bake:
+            started = _break_glass(target, request, reason.strip(), release_id)
+            request["release_id"] = started["release_id"]
+        else:
+            started = target.session.client("stepfunctions").start_execution(
+                stateMachineArn=alias, name=execution_name, input=json.dumps(request)
+            )
     doc = {
         "release_id": request["release_id"],
-        "execution_arn": started["executionArn"],
+        "execution_arn": started["executionArn"] if not skip_bake else started["execution_arn"],
         "state_machine": alias,
         "input": request,
         "supersedes": superseding,
+        "break_glass": started.get("grant") if skip_bake else None,
     }
 
     def render(d: dict[str, Any]) -> None:
         out.print(text(f"started {d['release_id']}: {d['execution_arn']}"), soft_wrap=True)
+        if d["break_glass"]:
+            grant = d["break_glass"]
+            out.print(
+                text(f"BREAK GLASS: no bake; audited as {grant['identity']}: {grant['reason']}", "bold red"),
+                soft_wrap=True,
+            )
         if d["supersedes"]:
             out.print(text(f"superseding {d['supersedes']} (it waits for an approval)"), soft_wrap=True)
         out.print(text("follow it: trainctl status --watch"))
 
     emit(output, doc, render)
+
+
+def _break_glass(target: Any, request: dict[str, Any], reason: str, release_id: str | None) -> dict[str, Any]:
+    """`start --skip-bake`: the BreakGlass function starts the train (it signs the grant PlanRelease checks); it
+    exists only where the platform team set AllowBreakGlass=true."""
+    from trainctl.target import FunctionUrl
+
+    url = target.stack.outputs.get("BreakGlassUrl")
+    if not url:
+        raise CommandError(
+            f"stack {target.stack_name} does not allow break glass (its AllowBreakGlass parameter is false): "
+            "start without --skip-bake, or ask the platform team",
+            FAILED,
+        )
+    if len(reason) < 10:
+        raise CommandError("--reason: break glass needs at least 10 characters saying why (it is audited)", USAGE)
+    credentials = target.session.get_credentials()
+    if credentials is None:
+        raise CommandError("no AWS credentials found: run `aws configure` or `aws sso login`, or pass --profile", AWS)
+    body: dict[str, Any] = {"action": "start", "skip": ["bake"], "reason": reason, "services": request["services"]}
+    if release_id:
+        body["release_id"] = release_id
+    region = FunctionUrl.region_of(url, target.session.region_name or "us-east-1")
+    answered = FunctionUrl(url, credentials, region).post(body, "break-glass")
+    if answered.status != 200:
+        # 403: Lambda refused the caller (no BreakGlassPolicy) or the function did; 400: invalid; else AWS.
+        code = {403: FAILED, 400: USAGE}.get(answered.status, AWS)
+        problems = answered.body.get("problems") or []
+        detail = f": {'; '.join(str(p) for p in problems)}" if problems else ""
+        raise CommandError(f"break glass refused ({answered.status}): {answered.body.get('error')}{detail}", code)
+    return answered.body
 
 
 def _may_start(ledger: Any, fleet: str, supersede: bool) -> str | None:
@@ -797,7 +796,8 @@ def fleet_push(path: Path, stack_name: str, profile: str | None, region: str | N
 
 
 # --- commands kept in their own modules: each registers itself on `main` when imported (after everything above) ---
-# One import per line, in alphabetical order.
+# Add a module to this import, in alphabetical order.
+from trainctl import plan, projects, report, rollback, serve  # noqa: E402, F401
 
 if __name__ == "__main__":
     main()

@@ -260,3 +260,33 @@ def test_given_the_happy_path_when_simulated_with_json_then_every_build_has_utc_
     assert len(approved) == 1
     assert prod_builds
     assert min(prod_builds) >= approved[0]
+
+
+# --- what people read: the live log (stderr, when not a terminal) and the summary (stdout) --------------------------
+
+ASL_STATES = ("LoadWave", "BuildChunks", "RunChunk", "BuildFailed", "BuildDone", "RecordWave", "EvaluateGate")
+
+
+def test_given_a_failing_build_when_simulated_for_people_then_the_log_names_wave_and_failure_and_ends_with_reason() -> (
+    None
+):
+    done = _trainctl("simulate", "--fleet", "fleet.yaml", "--scenario", "staging-build-fails")
+
+    assert done.returncode == 1
+    log = [line.split("  ", 1)[1] for line in done.stderr.splitlines() if "  " in line]  # "<virtual time>  <news>"
+    assert log[:4] == [
+        "staging wave 1: started",
+        "staging wave 1: 2 succeeded, 0 failed",
+        "staging wave 2: started",
+        "staging wave 2: catalog FAILED",
+    ]
+    assert "staging wave 2: 1 succeeded, 1 failed (catalog)" in log
+    assert log[-1] == "train ended: failed"
+    printed = done.stdout.splitlines()
+    staging = printed.index("stage staging")
+    rows = [line for line in printed[staging : printed.index("stage prod")] if line.startswith("│")]
+    assert [row.split("│")[1:3] for row in rows][2][1].strip() == "catalog"  # wave 2 leads with its failure
+    assert printed[-1].startswith("release 2026-W48 (staging-build-fails): FAILED — WaveFailed: staging wave 2")
+    assert "catalog" in printed[-1]
+    for state in ASL_STATES:
+        assert state not in done.stdout + done.stderr
