@@ -8,6 +8,7 @@ import copy
 import os
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,48 @@ def test_given_the_example_buildspec_when_read_then_it_tests_before_it_deploys_p
     text = Path(SERVICE / "buildspec.yml").read_text()
 
     assert text.index("pytest tests") < text.index("sam build") < text.index('sam deploy --config-env "$STAGE"')
+
+
+@pytest.mark.parametrize(("stage", "expected"), [("prod", 0), ("preview", 0), ("qa", 1)])
+def test_given_a_stage_when_the_buildspec_checks_it_then_only_one_with_a_config_env_goes_on(
+    stage: str, expected: int
+) -> None:
+    spec = yaml_parse((SERVICE / "buildspec.yml").read_text())
+    [guard] = [c for c in spec["phases"]["pre_build"]["commands"] if "tomllib" in c]
+
+    result = subprocess.run(
+        ["bash", "-c", guard],
+        cwd=SERVICE,
+        env={"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "STAGE": stage},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == expected, result.stderr
+    if expected:
+        assert result.stderr.strip() == "STAGE=qa: samconfig.toml has no [qa.deploy.parameters] parameter_overrides"
+
+
+@pytest.mark.parametrize("env", ["default", "staging", "prod", "preview"])
+def test_given_a_config_env_when_deployed_then_its_per_stage_value_comes_from_its_own_ssm_parameter(env: str) -> None:
+    parameters = _template()["Parameters"]
+    overrides = _overrides(_samconfig(SERVICE / "samconfig.toml"), env)
+    stage = overrides["Stage"]
+
+    assert stage in parameters["Stage"]["AllowedValues"]
+    # CloudFormation resolves the value at deploy time: samconfig, the command line and the build log hold a name.
+    assert parameters["LogLevel"]["Type"] == "AWS::SSM::Parameter::Value<String>"
+    assert overrides["LogLevel"] == f"/company-service/{stage}/log-level"
+    assert _template()["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}
+
+
+def test_given_the_preview_config_env_when_read_then_it_names_no_stack_so_the_workflow_must() -> None:
+    preview = _samconfig(SERVICE / "samconfig.toml")["preview"]
+
+    assert "stack_name" not in preview["deploy"]["parameters"]
+    assert "global" not in preview  # a shared stack name here would let two PRs deploy over each other
 
 
 def _deploy_command() -> str:
@@ -207,7 +250,7 @@ def _train_exports(stack_name: str) -> dict[str, str]:
     return exports
 
 
-@pytest.mark.parametrize("env", ["default", "staging", "prod"])
+@pytest.mark.parametrize("env", ["default", "staging", "prod", "preview"])
 def test_given_a_config_env_of_the_example_when_its_hooks_are_resolved_then_they_are_the_functions_the_train_creates(
     env: str,
 ) -> None:
