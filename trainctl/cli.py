@@ -4,12 +4,14 @@ reject, hold, fleet). Output, exit codes and errors follow one convention: train
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import sys
 import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -205,22 +207,47 @@ def _aws_options(command: Any) -> Any:
     )(command)
 
 
+@dataclass(frozen=True)
+class Where:
+    """What a ledger command acts on, as the options named it: resolved to a Target inside the command's `guarded()`,
+    so a bad profile or region is a one-line error, not a traceback."""
+
+    stack_name: str
+    profile: str | None
+    region: str | None
+    table: str | None
+    fleet: str | None
+
+    def target(self) -> Any:
+        from trainctl.target import Target
+
+        return Target(_session(self.profile, self.region), self.stack_name, self.table, self.fleet)
+
+
 def _target_options(command: Any) -> Any:
     """The stack's options plus overrides of what its outputs say: --table (LedgerTableName) and --fleet (the fleet
-    file in the stack's config bucket names it)."""
-    command = click.option(
+    file in the stack's config bucket names it); the command receives them as one `where: Where`."""
+
+    @functools.wraps(command)
+    def with_where(
+        *args: Any,
+        stack_name: str,
+        profile: str | None,
+        region: str | None,
+        table: str | None,
+        fleet_name: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        return command(*args, where=Where(stack_name, profile, region, table, fleet_name), **kwargs)
+
+    wrapped: Any = with_where
+    wrapped = click.option(
         "--fleet", "fleet_name", default=None, help="the fleet (default: the one in the stack's config bucket)"
-    )(command)
-    command = click.option(
+    )(wrapped)
+    wrapped = click.option(
         "--table", envvar="RELEASE_TRAIN_TABLE", default=None, help="the ledger table (default: the stack's output)"
-    )(command)
-    return _aws_options(command)
-
-
-def _target(stack_name: str, profile: str | None, region: str | None, table: str | None, fleet: str | None) -> Any:
-    from trainctl.target import Target
-
-    return Target(_session(profile, region), stack_name, table, fleet)
+    )(wrapped)
+    return _aws_options(wrapped)
 
 
 # --- status, history, show -----------------------------------------------------------------------------------------
@@ -248,11 +275,7 @@ def _schedule(target: Any) -> Any:
 @click.option("--interval", type=click.FloatRange(min=1.0), default=10.0, show_default=True, help="seconds")
 @output_option
 def status(
-    stack_name: str,
-    profile: str | None,
-    region: str | None,
-    table: str | None,
-    fleet_name: str | None,
+    where: Where,
     watch: bool,
     interval: float,
     output: str,
@@ -263,7 +286,7 @@ def status(
     from trainctl.watch import watch_release
 
     with guarded():
-        target = _target(stack_name, profile, region, table, fleet_name)
+        target = where.target()
         schedule = _schedule(target)
         ledger, fleet_ = target.ledger, target.fleet
 
@@ -301,11 +324,7 @@ def status(
 @click.option("-n", "--limit", type=click.IntRange(min=1, max=1000), default=10, show_default=True)
 @output_option
 def history(
-    stack_name: str,
-    profile: str | None,
-    region: str | None,
-    table: str | None,
-    fleet_name: str | None,
+    where: Where,
     limit: int,
     output: str,
 ) -> None:
@@ -313,7 +332,7 @@ def history(
     from trainctl.views import history_doc, render_history
 
     with guarded():
-        target = _target(stack_name, profile, region, table, fleet_name)
+        target = where.target()
         doc = history_doc(target.ledger, target.fleet, limit, _now())
     emit(output, doc, render_history)
 
@@ -324,18 +343,14 @@ def history(
 @output_option
 def show(
     release_id: str,
-    stack_name: str,
-    profile: str | None,
-    region: str | None,
-    table: str | None,
-    fleet_name: str | None,
+    where: Where,
     output: str,
 ) -> None:
     """One release: manifest, waves, builds, approvals with identities, gates and verdicts, aliases, events."""
     from trainctl.views import find_release, render_show, show_doc
 
     with guarded():
-        target = _target(stack_name, profile, region, table, fleet_name)
+        target = where.target()
         record = find_release(target.ledger, release_id, target.table_name)
         doc = show_doc(target.ledger, record, _now())
     emit(output, doc, render_show)
@@ -363,11 +378,7 @@ def _states_client(session: Any, execution_arn: str) -> Any:
 def cancel(
     release: str,
     reason: str,
-    stack_name: str,
-    profile: str | None,
-    region: str | None,
-    table: str | None,
-    fleet_name: str | None,
+    where: Where,
     output: str,
 ) -> None:
     """Stop a running train by release id (or execution ARN): the same as Stop in the console; the clean-up rule stops
@@ -375,7 +386,7 @@ def cancel(
     if not reason.strip():
         fail("--reason is empty: say why the train is cancelled (everyone on the release reads it)", USAGE)
     with guarded():
-        target = _target(stack_name, profile, region, table, fleet_name)
+        target = where.target()
         identity = target.identity()
         cause = f"{reason.strip()} (cancelled by {identity})"
         if len(cause) > CAUSE_MAX:
@@ -437,11 +448,7 @@ def start(
     release_id: str | None,
     supersede: bool,
     skip_bake: bool,
-    stack_name: str,
-    profile: str | None,
-    region: str | None,
-    table: str | None,
-    fleet_name: str | None,
+    where: Where,
     output: str,
 ) -> None:
     """Start a manual train on the stack's state machine alias (the schedule's path): by default the changed
@@ -458,7 +465,7 @@ def start(
     if services is not None and not names:
         fail("--services names no service: e.g. --services orders,payments", USAGE)
     with guarded():
-        target = _target(stack_name, profile, region, table, fleet_name)
+        target = where.target()
         known = [str(s.get("name")) for s in target.fleet_doc().get("services") or [] if isinstance(s, dict)]
         unknown = [n for n in names if n not in known]
         if unknown:
@@ -679,11 +686,7 @@ def hold(
     reason: str,
     by: str,
     remove: bool,
-    stack_name: str,
-    profile: str | None,
-    region: str | None,
-    table: str | None,
-    fleet_name: str | None,
+    where: Where,
     output: str,
 ) -> None:
     """Put (or lift) an operator hold: no wave starts and no stage is entered while it stands."""
@@ -691,7 +694,7 @@ def hold(
     from release_train.domain.release import Hold
 
     with guarded():
-        target = _target(stack_name, profile, region, table, fleet_name)
+        target = where.target()
         identity = target.identity()
         ledger, fleet_ = target.ledger, target.fleet
         held = Hold(scope, reason, by, identity)

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from trainctl.cli import _target, _target_options, main
+from trainctl.cli import Where, _target_options, main
 from trainctl.convention import USAGE, CommandError, emit, fail, guarded, note, out, output_option, text
 from trainctl.views import duration_text
 
@@ -787,11 +787,7 @@ def _destination(path: str) -> Path | None:
 def report(
     release_id: str,
     html_path: str,
-    stack_name: str,
-    profile: str | None,
-    region: str | None,
-    table: str | None,
-    fleet_name: str | None,
+    where: Where,
     output: str,
 ) -> None:
     """One release as a self-contained HTML page (no network needed to view it): a timeline of stages, waves,
@@ -803,7 +799,7 @@ def report(
         fail("--html - writes the page to stdout, where --output json would go too: pick one (or --html FILE)", USAGE)
     with guarded():
         destination = _destination(html_path)
-        target = _target(stack_name, profile, region, table, fleet_name)
+        target = where.target()
         now = cli._now()
         record = find_release(target.ledger, release_id, target.table_name)
         doc = gather(target.session, show_doc(target.ledger, record, now), now)

@@ -25,7 +25,7 @@ from release_train.adapters.aws import error_code
 from release_train.adapters.functions import AliasNow, Functions
 from release_train.domain.live import AliasMove
 from trainctl import cli
-from trainctl.cli import _target, _target_options, main
+from trainctl.cli import Where, _target_options, main
 from trainctl.convention import (
     FAILED,
     USAGE,
@@ -185,11 +185,7 @@ def rollback(
     dry_run: bool,
     reason: str,
     concurrency: int,
-    stack_name: str,
-    profile: str | None,
-    region: str | None,
-    table: str | None,
-    fleet_name: str | None,
+    where: Where,
     output: str,
 ) -> None:
     """Point every alias RELEASE_ID moved in a stage back to the version before it, newest wave first; refused whole,
@@ -202,7 +198,7 @@ def rollback(
     if not reason.strip():
         fail("--reason is empty: say why the release is rolled back (it is recorded on the release)", USAGE)
     with guarded():
-        target = _target(stack_name, profile, region, table, fleet_name)
+        target = where.target()
         ledger = target.ledger
         record = find_release(ledger, release_id, target.table_name)
         ctx = ReleaseContext(ledger, record.release_id)
