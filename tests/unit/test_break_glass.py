@@ -29,15 +29,8 @@ from release_train.domain.errors import InvalidInput
 from release_train.services import PlanService
 from tests.conftest import FakeLambdaContext
 from tests.unit.adapters.ledger_table import all_items
-from tests.unit.test_handlers import (
-    handler_module,
-    stack,  # noqa: F401 (the handlers' moto stack fixture)
-)
-from tests.unit.test_services import (
-    MONDAY,
-    World,
-    world,  # noqa: F401 (the use cases' fixture)
-)
+from tests.unit.test_handlers import handler_module
+from tests.unit.test_services import MONDAY, World
 
 ACCOUNT = "123456789012"
 CAROL = f"arn:aws:sts::{ACCOUNT}:assumed-role/ReleaseManager/carol"
@@ -171,17 +164,8 @@ def test_given_two_hmac_keys_when_one_signs_then_the_other_does_not_verify(hmac_
 # --- PlanRelease: an honoured grant skips the bake, never the approval; a refused one writes nothing ---------------
 
 
-def _planner(world: World, verifier: LocalMac | None) -> PlanService:  # noqa: F811
-    return PlanService(
-        world.ledger,
-        world.fleets,
-        world.sources,
-        world.executions,
-        world.notifier,
-        world.clock,
-        world.guardrails,
-        break_glass=verifier,
-    )
+def _planner(world: World, verifier: LocalMac | None) -> PlanService:
+    return world.planner(break_glass=verifier)
 
 
 def _break_glass_input(block: BreakGlass) -> dict[str, Any]:
@@ -189,7 +173,7 @@ def _break_glass_input(block: BreakGlass) -> dict[str, Any]:
 
 
 def test_given_an_honoured_grant_when_planning_then_no_stage_bakes_and_prod_still_needs_its_approval(
-    world: World,  # noqa: F811
+    world: World,
 ) -> None:
     plan = _planner(world, LocalMac()).plan(_break_glass_input(_signed(_grant())), EXEC_BG, NAME)
 
@@ -200,7 +184,7 @@ def test_given_an_honoured_grant_when_planning_then_no_stage_bakes_and_prod_stil
 
 
 def test_given_an_honoured_grant_when_planning_then_the_release_and_the_audit_trail_name_who_and_why(
-    world: World,  # noqa: F811
+    world: World,
 ) -> None:
     plan = _planner(world, LocalMac()).plan(_break_glass_input(_signed(_grant())), EXEC_BG, NAME)
 
@@ -210,14 +194,14 @@ def test_given_an_honoured_grant_when_planning_then_the_release_and_the_audit_tr
     assert (audit["identity"], audit["reason"], audit["release_id"]) == (CAROL, REASON, plan["release_id"])
 
 
-def test_given_no_grant_when_planning_the_same_execution_then_the_fleets_bakes_apply(world: World) -> None:  # noqa: F811
+def test_given_no_grant_when_planning_the_same_execution_then_the_fleets_bakes_apply(world: World) -> None:
     plan = _planner(world, LocalMac()).plan({"trigger": "manual"}, EXEC_BG, NAME)
 
     assert [s["bake_seconds"] for s in plan["stages"]] == [172800, 3600]
 
 
 def test_given_an_honoured_grant_in_a_freeze_when_planning_then_the_freeze_still_blocks(
-    world: World,  # noqa: F811
+    world: World,
 ) -> None:
     world.clock.moment = MONDAY.replace(month=12, day=21)
     block = _signed(_grant(issued_at=world.clock.moment))
@@ -237,7 +221,7 @@ def test_given_an_honoured_grant_in_a_freeze_when_planning_then_the_freeze_still
     ids=["stack-does-not-allow", "forged", "another-execution"],
 )
 def test_given_a_refused_grant_when_planning_then_nothing_is_written_no_source_asked_and_people_hear(
-    world: World,  # noqa: F811
+    world: World,
     verifier: LocalMac | None,
     block: BreakGlass,
     why: str,
@@ -263,7 +247,7 @@ class Door:
 
 
 @pytest.fixture
-def door(stack: Any, monkeypatch: pytest.MonkeyPatch) -> Door:  # noqa: F811
+def door(stack: Any, monkeypatch: pytest.MonkeyPatch) -> Door:
     kms, sfn = boto3.client("kms", region_name="us-east-1"), boto3.client("stepfunctions", region_name="us-east-1")
     key = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["Arn"]
     role = f"arn:aws:iam::{ACCOUNT}:role/sfn"
@@ -294,7 +278,7 @@ def _executions(door: Door) -> list[dict[str, Any]]:
 
 
 def test_given_an_operator_with_the_url_when_they_break_glass_then_a_train_starts_whose_grant_plan_release_honours(
-    stack: Any,  # noqa: F811
+    stack: Any,
     door: Door,
 ) -> None:
     status, body = _call(_url_event({"action": "start", "skip": ["bake"], "reason": REASON}))
@@ -315,7 +299,7 @@ def test_given_an_operator_with_the_url_when_they_break_glass_then_a_train_start
 
 
 def test_given_a_break_glass_start_then_the_audit_record_and_the_notification_exist_before_plan_release_runs(
-    stack: Any,  # noqa: F811
+    stack: Any,
     door: Door,
 ) -> None:
     _call(_url_event({"action": "start", "skip": ["bake"], "reason": REASON, "services": ["api"]}))
@@ -345,7 +329,7 @@ def test_given_a_break_glass_start_then_the_audit_record_and_the_notification_ex
     ids=["no-identity", "get", "skip-approval", "short-reason", "unknown-service", "not-json", "not-a-url-request"],
 )
 def test_given_a_bad_break_glass_request_then_it_is_refused_saying_why_and_nothing_is_written_or_started(
-    stack: Any,  # noqa: F811
+    stack: Any,
     door: Door,
     event: dict[str, Any],
     status: int,
@@ -359,7 +343,7 @@ def test_given_a_bad_break_glass_request_then_it_is_refused_saying_why_and_nothi
 
 
 def test_given_the_stack_without_break_glass_when_the_function_module_loads_then_it_refuses_to_start(
-    stack: Any,  # noqa: F811
+    stack: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("BREAK_GLASS_KEY", raising=False)

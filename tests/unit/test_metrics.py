@@ -5,21 +5,18 @@ fails the release. The EMF lines are read from stdout, as CloudWatch Logs would 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from moto import mock_aws
 
-from release_train.adapters.ledger import BuildRecord, Ledger
+from release_train.adapters.ledger import BuildRecord
 from release_train.adapters.metrics import (
     CATALOGUE,
     NAMESPACE,
     MetricSpec,
     TrainMetrics,
 )
-from release_train.domain.fleet import parse_fleet
 from release_train.domain.release import GateBlocked, Status, WaveFailed
 from release_train.services import (
     AnswerApprovalService,
@@ -30,42 +27,17 @@ from release_train.services import (
     RecordFailureService,
     RecordWaveService,
 )
-from tests.unit.adapters.ledger_table import create_ledger_table
 from tests.unit.test_services import (
     EXEC_A,
-    FLEET_YAML,
     HEADS,
     MONDAY,
     RM,
-    FakeCodeBuild,
-    FakeExecutions,
-    FakeFleets,
-    FakeNotifier,
-    FakeSources,
-    FixedClock,
     World,
     _pending_prod_approval,
     _promoted,
 )
 
 SPECS = {spec.name: spec for spec in CATALOGUE}
-
-
-@pytest.fixture
-def world() -> Iterator[World]:
-    """test_services' world: the real Ledger on moto, fakes for the rest."""
-    with mock_aws():
-        table = create_ledger_table()
-        yield World(
-            table=table,
-            ledger=Ledger(table),
-            fleets=FakeFleets(parse_fleet(FLEET_YAML)),
-            sources=FakeSources(),
-            executions=FakeExecutions(),
-            notifier=FakeNotifier(),
-            codebuild=FakeCodeBuild(),
-            clock=FixedClock(),
-        )
 
 
 @pytest.fixture(autouse=True)
@@ -362,16 +334,7 @@ def test_given_the_production_wiring_when_a_service_is_built_then_it_writes_metr
 
 
 def _planner(world: World) -> PlanService:
-    return PlanService(
-        world.ledger,
-        world.fleets,
-        world.sources,
-        world.executions,
-        world.notifier,
-        world.clock,
-        world.guardrails,
-        metrics=TrainMetrics(),
-    )
+    return world.planner(metrics=TrainMetrics())
 
 
 def _plan(world: World) -> dict[str, Any]:

@@ -238,9 +238,10 @@ class World:
     deployments: FakeDeployments = field(default_factory=FakeDeployments)
     guardrails: Guardrails = field(default_factory=lambda: Guardrails.from_parameters({}, "123456789012"))
 
-    def planner(self) -> PlanService:
+    def planner(self, **extra: Any) -> PlanService:
+        """PlanService on this world; `extra`: its optional ports (break_glass, metrics)."""
         return PlanService(
-            self.ledger, self.fleets, self.sources, self.executions, self.notifier, self.clock, self.guardrails
+            self.ledger, self.fleets, self.sources, self.executions, self.notifier, self.clock, self.guardrails, **extra
         )
 
     def waves(self) -> _Waves:
