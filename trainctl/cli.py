@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,21 +63,55 @@ def main() -> None:
 # --- simulate -----------------------------------------------------------------------------------------------------
 
 
+def world_options(scenario_default: str) -> Callable[[Any], Any]:
+    """--fleet, --scenario and --log of the commands that create the emulated world (simulate, sandbox serve)."""
+
+    def add(command: Any) -> Any:
+        command = click.option(
+            "--log",
+            "log_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="write the functions' structured logs here",
+        )(command)
+        command = click.option(
+            "--scenario",
+            "scenario_name",
+            default=None,
+            help="what the emulated world does: a scenario file, or the name of a shipped one (staging-build-fails); "
+            f"default: {scenario_default}",
+        )(command)
+        return click.option(
+            "--fleet",
+            "fleet_path",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            default=None,
+            help="fleet file to release (default: the example fleet.yaml of the stack's files)",
+        )(command)
+
+    return add
+
+
+def world_files(fleet_path: Path | None, scenario_name: str | None) -> tuple[Path, Path, Path | None]:
+    """The stack's files, the fleet and the scenario file `world_options` name, found as `trainctl/resources.py` does
+    (a checkout, else the installed package); exits 2/3 with one line when they are not there. Also quiets what moto
+    and Powertools say about the sandbox itself (not the user's news)."""
+    from trainctl import resources
+
+    logging.getLogger("moto").setLevel(logging.CRITICAL)  # the interpreter logs every caught error at WARNING
+    # moto warns about each template resource it skips, Powertools about in-process metric reuse.
+    warnings.filterwarnings("ignore", module=r"moto\..*")
+    warnings.filterwarnings("ignore", module=r"aws_lambda_powertools\..*")
+    try:
+        root = resources.stack_root()
+        scenario_path = resources.scenario_path(scenario_name, root) if scenario_name else None
+    except CommandError as exc:
+        fail(str(exc), exc.code)
+    return root, fleet_path or root / "fleet.yaml", scenario_path
+
+
 @main.command()
-@click.option(
-    "--fleet",
-    "fleet_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="fleet file to release (default: the example fleet.yaml of the stack's files)",
-)
-@click.option(
-    "--scenario",
-    "scenario_name",
-    default=None,
-    help="what the emulated world does: a scenario file, or the name of a shipped one (staging-build-fails); "
-    "default: everything succeeds, prod approved",
-)
+@world_options("everything succeeds, prod approved")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object (for machines) instead of tables")
 @output_option
 @click.option(
@@ -85,13 +119,6 @@ def main() -> None:
     type=click.FloatRange(min=1.0),
     default=None,
     help="virtual seconds per wall second, to watch a train unfold (default: as fast as the machine goes)",
-)
-@click.option(
-    "--log",
-    "log_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="write the functions' structured logs here",
 )
 def simulate(
     fleet_path: Path | None,
@@ -103,23 +130,12 @@ def simulate(
 ) -> None:
     """Run a whole release train locally on the embedded emulator (no AWS account needed)."""
     as_json = as_json or output == "json"
+    from trainctl.live_view import LiveTrain, canaries_of, milestone
+    from trainctl.sandbox import emulators
     from trainctl.sandbox.runner import simulate as run
     from trainctl.sandbox.scenario import Scenario, load_scenario
 
-    logging.getLogger("moto").setLevel(logging.CRITICAL)  # the interpreter logs every caught error at WARNING
-    # moto warns about each template resource it skips, Powertools about in-process metric reuse: not the user's news.
-    warnings.filterwarnings("ignore", module=r"moto\..*")
-    warnings.filterwarnings("ignore", module=r"aws_lambda_powertools\..*")
-    from trainctl import resources
-    from trainctl.live_view import LiveTrain, canaries_of, milestone
-    from trainctl.sandbox import emulators
-
-    try:
-        root = resources.stack_root()
-        scenario_path = resources.scenario_path(scenario_name, root) if scenario_name else None
-        fleet_path = fleet_path or root / "fleet.yaml"
-    except CommandError as exc:
-        fail(str(exc), exc.code)
+    root, fleet_path, scenario_path = world_files(fleet_path, scenario_name)
     with _bad_input_exits_2():
         scenario = (
             load_scenario(scenario_path)

@@ -8,14 +8,13 @@ import os
 import signal
 import sys
 import threading
-import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
 import click
 
-from trainctl.cli import ROOT, main
+from trainctl.cli import main, world_files, world_options
 from trainctl.convention import USAGE, err, fail, guarded, output_option
 
 
@@ -26,21 +25,7 @@ def sandbox() -> None:
 
 @sandbox.command("serve")
 @click.option("--port", type=click.IntRange(0, 65535), default=5000, show_default=True, help="on 127.0.0.1 (0: any)")
-@click.option(
-    "--scenario",
-    "scenario_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="what the emulated world does (default: everything succeeds; approvals are yours: trainctl approve)",
-)
-@click.option(
-    "--fleet",
-    "fleet_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=ROOT / "fleet.yaml",
-    show_default=True,
-    help="fleet file the train releases (pushed to the stack's config bucket)",
-)
+@world_options("everything succeeds; approvals are yours (trainctl approve)")
 @click.option(
     "--speed",
     type=click.FloatRange(min=1.0),
@@ -48,26 +33,22 @@ def sandbox() -> None:
     show_default=True,
     help="virtual seconds per wall second (60: a 6-minute build takes 6 s)",
 )
-@click.option(
-    "--log",
-    "log_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="write the functions' structured logs here",
-)
 @output_option
 def serve(
-    port: int, scenario_path: Path | None, fleet_path: Path, speed: float, log_path: Path | None, output: str
+    port: int,
+    fleet_path: Path | None,
+    scenario_name: str | None,
+    log_path: Path | None,
+    speed: float,
+    output: str,
 ) -> None:
     """Serve the sandbox's AWS on 127.0.0.1 with the stack created and a train running; print the environment to
     export. Runs until Ctrl-C or SIGTERM."""
     from trainctl.sandbox import server
     from trainctl.sandbox.scenario import Scenario, load_scenario
 
-    logging.getLogger("moto").setLevel(logging.CRITICAL)  # the interpreter logs every caught error at WARNING
+    root, fleet, scenario_path = world_files(fleet_path, scenario_name)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    warnings.filterwarnings("ignore", module=r"moto\..*")
-    warnings.filterwarnings("ignore", module=r"aws_lambda_powertools\..*")
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -98,9 +79,9 @@ def serve(
             scenario = scenario.model_copy(update={"schedule_time": datetime.now(UTC).replace(microsecond=0)})
         try:
             server.serve(
-                fleet_path,
+                fleet,
                 scenario,
-                ROOT,
+                root,
                 port,
                 speed,
                 stop,
