@@ -690,13 +690,18 @@ def reject(
     _answer(release_id, stage, False, by, reason, url, stack_name, profile, region, output)
 
 
+def _hold_options(command: Any) -> Any:
+    command = output_option(_target_options(command))
+    command = click.option("--by", required=True, help="a display name, recorded beside your IAM identity")(command)
+    command = click.option("--reason", required=True, help="why (kept in the audit record, also when lifting)")(command)
+    return click.option("--scope", default="*", show_default=True, help="a service name, or * for the whole fleet")(
+        command
+    )
+
+
 @main.command()
-@click.option("--scope", default="*", show_default=True, help="a service name, or * for the whole fleet")
-@click.option("--reason", required=True, help="why (kept in the audit record, also when lifting)")
-@click.option("--by", required=True, help="a display name, recorded beside your IAM identity")
-@click.option("--remove", is_flag=True, help="lift the hold instead")
-@_target_options
-@output_option
+@_hold_options
+@click.option("--remove", is_flag=True, help="lift the hold instead (as `trainctl unhold`)")
 def hold(
     scope: str,
     reason: str,
@@ -706,6 +711,17 @@ def hold(
     output: str,
 ) -> None:
     """Put (or lift) an operator hold: no wave starts and no stage is entered while it stands."""
+    _hold(scope, reason, by, remove, where, output)
+
+
+@main.command()
+@_hold_options
+def unhold(scope: str, reason: str, by: str, where: Where, output: str) -> None:
+    """Lift an operator hold (as `hold --remove`): audited with your IAM identity, --by and --reason."""
+    _hold(scope, reason, by, True, where, output)
+
+
+def _hold(scope: str, reason: str, by: str, remove: bool, where: Where, output: str) -> None:
     from release_train.adapters.clock import Clock
     from release_train.domain.release import Hold
 

@@ -269,3 +269,61 @@ def test_serve_refuses_bad_input_before_serving(tmp_path: Path) -> None:
         done = _run(dict(os.environ), str(BIN / "trainctl"), "sandbox", "serve", "--port", port)
     assert done.returncode == 2
     assert f"--port {port}: cannot listen" in done.stderr
+
+
+def _ended_release(served: Served) -> str:
+    """The module's train after its prod approval, once it ended (catalog's prod build fails in wave 2: FAILED after
+    prod wave 1, company-service's canary included, moved its aliases)."""
+    release_id, _ = _approve_prod(served)
+
+    def ended() -> str | None:
+        return release_id if served.json("show", release_id)["release"]["status"] != "RUNNING" else None
+
+    return str(_wait_for("the release ending", ended))
+
+
+def test_after_prod_moved_aliases_report_plan_hold_and_rollback_work_against_the_served_sandbox(
+    served: Served, tmp_path: Path
+) -> None:
+    release_id = _ended_release(served)
+    if served.json("status")["running"]:  # another test's manual train: let its clean-up finish first
+        _wait_for("no train running", lambda: not served.json("status")["running"])
+
+    # report: one page, the release in it
+    page = tmp_path / "report.html"
+    reported = served.trainctl("report", release_id, "--html", str(page))
+    assert reported.returncode == 0, reported.stderr
+    html = page.read_text()
+    assert release_id in html and "catalog" in html and "company-service" in html
+
+    # plan: prod runs the new commits of wave 1 only, so the rest would ride again; nothing is started
+    before = served.json("history")["releases"]
+    plan = served.json("plan")
+    riding = {row["service"] for row in plan["services"]}
+    assert plan["would_leave"] is True and "catalog" in riding and "company-service" not in riding
+    assert served.json("history")["releases"] == before
+
+    # hold, then unhold: plan says why it would not leave, then leaves again; both audited with the identity
+    held = served.trainctl("hold", "--reason", "e2e incident", "--by", "e2e", "--output", "json")
+    assert held.returncode == 0, held.stderr
+    blocked = served.trainctl("plan", "--output", "json")
+    assert blocked.returncode == 1 and json.loads(blocked.stdout)["blocked_by"][0]["kind"] == "hold"
+    lifted = served.trainctl("unhold", "--reason", "e2e incident over", "--by", "e2e", "--output", "json")
+    assert lifted.returncode == 0, lifted.stderr
+    assert json.loads(lifted.stdout)["action"] == "hold_removed"
+    assert served.trainctl("plan", "--output", "json").returncode == 0
+
+    # rollback: a dry run changes nothing, then every alias the release moved in prod goes back
+    dry = served.json("rollback", release_id, "--reason", "e2e: put prod back", "--dry-run")
+    moved = [a for a in dry["aliases"] if a["state"] == "would roll back"]
+    rolled = {a["service"] for a in moved}  # the services whose prod deploys moved aliases (catalog's build failed)
+    assert "company-service" in rolled and "catalog" not in rolled
+    lam = served.client("lambda")
+    first = moved[0]
+    assert lam.get_alias(FunctionName=first["function"], Name=first["alias"])["FunctionVersion"] == first["from"]
+    done = served.json("rollback", release_id, "--reason", "e2e: put prod back")
+    assert done["result"] == "rolled back"
+    for alias in moved:
+        assert lam.get_alias(FunctionName=alias["function"], Name=alias["alias"])["FunctionVersion"] == alias["to"]
+    events = [e["kind"] for e in served.json("show", release_id)["events"]]
+    assert "rollback" in events

@@ -686,6 +686,22 @@ def test_given_the_stack_when_a_hold_is_set_then_table_and_fleet_come_from_it_an
     assert doc["holds"][0]["reason"] == "INC-9 [sev2]"
 
 
+def test_given_a_hold_when_unhold_runs_then_it_is_lifted_and_the_audit_says_who_and_why(world: World) -> None:
+    _json("hold", "--scope", "orders", "--reason", "INC-9", "--by", "oncall")
+
+    code, doc, _ = _json("unhold", "--scope", "orders", "--reason", "INC-9 resolved", "--by", "rita")
+
+    assert (code, doc["action"], doc["identity"]) == (0, "hold_removed", MOTO_CALLER)
+    assert world.ledger.holds("acme-shop") == []
+    lifted = world.ledger.audit("acme-shop")[-1]
+    assert (lifted["action"], lifted["reason"], lifted["by"], lifted["was"]) == (
+        "hold_removed",
+        "INC-9 resolved",
+        "rita",
+        "INC-9",
+    )
+
+
 # --- AWS errors: one line, exit 3 -----------------------------------------------------------------------------------
 
 
