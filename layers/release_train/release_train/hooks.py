@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 from release_train.domain.checks import (
     CheckOutcome,
@@ -37,7 +38,7 @@ from release_train.domain.checks import (
     parse_check_suite,
 )
 from release_train.domain.errors import InvalidInput
-from release_train.domain.hook_targets import DeploymentTarget, LambdaTarget
+from release_train.domain.hook_targets import DeploymentTarget, EcsTarget, LambdaTarget, route_problem
 
 T = TypeVar("T")
 
@@ -245,7 +246,16 @@ def _http_request(
         if base is None:
             raise InvalidInput(check.name, ["request.path needs a base_url (suite base_url or an ECS test listener)"])
         url = base.rstrip("/") + str(request.path)
+        if isinstance(target, EcsTarget) and target.base_url is not None:
+            # The check's host and path select a rule of the test listener, as ELBv2 would.
+            host = request.host or _header(request.headers, "host") or urlsplit(base).hostname or ""
+            host = host.split(":")[0]  # host-header conditions match the name, not a port
+            problem = route_problem(target.listener_rules, host, urlsplit(url).path)
+            if problem is not None:
+                raise InvalidInput(check.name, [problem])
     headers = dict(request.headers)
+    if request.host is not None:
+        headers["Host"] = request.host  # the HTTP adapter also takes it as the TLS server name (SNI + verification)
     body: bytes | None = None
     if isinstance(request.body, str):
         body = request.body.encode()
@@ -253,6 +263,10 @@ def _http_request(
         body = json.dumps(request.body).encode()
         headers.setdefault("Content-Type", "application/json")
     return url, headers, body
+
+
+def _header(headers: dict[str, str], name: str) -> str | None:
+    return next((v for k, v in headers.items() if k.lower() == name), None)
 
 
 def _within(timeout_s: float, call: Callable[[], T]) -> T:
@@ -285,4 +299,5 @@ def _describe(target: DeploymentTarget | None) -> str | None:
         return None
     if isinstance(target, LambdaTarget):
         return f"lambda:{target.function_name}:{target.alias} {target.current_version} -> {target.target_version}"
-    return f"ecs:{target.application_name}/{target.deployment_group_name} test={target.base_url}"
+    task = f" task={target.service.task_definition}" if target.service else ""
+    return f"ecs:{target.application_name}/{target.deployment_group_name}{task} test={target.base_url}"

@@ -26,11 +26,16 @@ from release_train.domain.checks import (
 from release_train.domain.errors import InvalidInput
 from release_train.domain.hook_targets import (
     AppSpecRevision,
+    EcsService,
     EcsTarget,
     LambdaTarget,
+    ListenerRule,
     appspec_content,
     appspec_revision_to_fetch,
     checks_parameter_name,
+    listener_rule,
+    route_problem,
+    select_rule,
     target_from_deployment,
 )
 from tests.fixtures import aws_fixture
@@ -270,8 +275,46 @@ def test_given_a_revision_without_sha256_when_its_appspec_is_located_then_the_mi
         appspec_revision_to_fetch(info)
 
 
-def test_given_an_ecs_deployment_when_its_appspec_is_located_then_nothing_is_fetched() -> None:
-    assert appspec_revision_to_fetch(_deployment("ecs")) is None
+def test_given_an_ecs_deployment_when_its_appspec_is_located_then_it_is_asked_for_by_its_sha256_as_for_lambda() -> None:
+    info = _deployment("ecs")
+
+    assert appspec_revision_to_fetch(info) == AppSpecRevision(
+        "AppECS-web-cluster-web",
+        {"revisionType": "AppSpecContent", "appSpecContent": {"sha256": info["revision"]["appSpecContent"]["sha256"]}},
+    )
+
+
+def test_given_an_ecs_revision_kept_in_s3_when_its_appspec_is_located_then_nothing_is_fetched() -> None:
+    s3 = {"revisionType": "S3", "s3Location": {"bucket": "b", "key": "appspec.yaml", "bundleType": "YAML"}}
+
+    assert appspec_revision_to_fetch({**_deployment("ecs"), "revision": s3}) is None
+
+
+def test_given_an_ecs_appspec_when_read_then_the_task_definition_and_container_are_found() -> None:
+    target = target_from_deployment(_deployment("ecs"), _appspec("ecs"))
+
+    assert isinstance(target, EcsTarget)
+    assert target.service == EcsService("arn:aws:ecs:us-east-1:123456789012:task-definition/orders:7", "orders", 8080)
+
+
+def test_given_a_yaml_ecs_appspec_without_container_port_when_read_then_the_missing_field_is_named() -> None:
+    content = """
+version: 0.0
+Resources:
+  - TargetService:
+      Type: AWS::ECS::Service
+      Properties:
+        TaskDefinition: arn:aws:ecs:us-east-1:123456789012:task-definition/orders:7
+        LoadBalancerInfo:
+          ContainerName: orders
+"""
+    with pytest.raises(InvalidInput, match=r"LoadBalancerInfo\.ContainerPort is missing"):
+        target_from_deployment(_deployment("ecs"), content)
+
+
+def test_given_an_ecs_appspec_naming_a_lambda_function_when_read_then_it_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="exactly one AWS::ECS::Service, found 0"):
+        target_from_deployment(_deployment("ecs"), _appspec("lambda"))
 
 
 def test_given_a_revision_that_already_carries_its_content_when_located_then_nothing_is_fetched() -> None:
@@ -317,10 +360,105 @@ def test_given_an_ecs_deployment_when_read_then_the_test_listener_and_checks_key
 
     target = target_from_deployment(info)
 
-    assert target == EcsTarget("d-2", "AppECS-web-cluster-web", "DgpECS-web-cluster-web", "test")
+    assert target == EcsTarget("d-2", "AppECS-web-cluster-web", "DgpECS-web-cluster-web", "test", service=None)
     assert checks_parameter_name(target) == "/release-train/checks/ecs/AppECS-web-cluster-web/DgpECS-web-cluster-web"
 
 
 def test_given_a_server_deployment_when_read_then_it_is_rejected_as_unsupported() -> None:
     with pytest.raises(InvalidInput, match="computePlatform 'Server' is not supported"):
         target_from_deployment({"deploymentId": "d-3", "computePlatform": "Server"})
+
+
+# --- ELBv2 listener rules ------------------------------------------------------------------------------------------
+
+
+def _rules() -> tuple[ListenerRule, ...]:
+    """The test listener of tests/fixtures/aws/elbv2/DescribeRules/host_and_path.json, as the adapter reads it."""
+    return tuple(listener_rule(r) for r in aws_fixture("elbv2", "DescribeRules", "host_and_path")["Rules"])
+
+
+def test_given_described_rules_when_read_then_conditions_and_terminal_actions_are_kept() -> None:
+    assert _rules() == (
+        ListenerRule("10", ("orders.example.com",), ("/orders*", "/health"), "forward"),
+        ListenerRule("20", (), (), "forward", ("http-header",)),
+        ListenerRule("default", (), (), "fixed-response"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "path", "priority"),
+    [
+        ("orders.example.com", "/health", "10"),
+        ("ORDERS.Example.com", "/orders/42", "10"),  # host-header is case-insensitive
+        ("orders.example.com", "/Orders/42", "default"),  # path-pattern is not
+        ("orders.example.com", "/healthz", "default"),  # a pattern without * matches the whole path only
+        ("internal-orders-1.elb.amazonaws.com", "/health", "default"),
+    ],
+)
+def test_given_host_and_path_rules_when_a_request_is_routed_then_elbv2s_rule_is_selected(
+    host: str, path: str, priority: str
+) -> None:
+    rule = select_rule(_rules(), host, path)
+
+    assert rule is not None and rule.priority == priority
+
+
+def test_given_rules_in_any_order_when_routed_then_the_lowest_priority_number_wins() -> None:
+    rules = (
+        ListenerRule("default", action="fixed-response"),
+        ListenerRule("30", paths=("/*",), action="forward"),
+        ListenerRule("5", paths=("/h?alth",), action="redirect"),
+    )
+
+    assert [select_rule(rules, "x", p).priority for p in ("/health", "/other")] == ["5", "30"]  # type: ignore[union-attr]
+
+
+def test_given_a_request_no_rule_routes_when_checked_then_the_problem_names_host_path_and_the_fix() -> None:
+    problem = route_problem(_rules(), "internal-orders-1.elb.amazonaws.com", "/health")
+
+    assert problem is not None
+    assert "matches no rule of the test listener; its default action is fixed-response" in problem
+    assert "rules 20 need more than a host and a path" in problem
+    assert "request.host" in problem
+
+
+def test_given_a_request_a_rule_forwards_when_checked_then_there_is_no_problem() -> None:
+    assert route_problem(_rules(), "orders.example.com", "/orders") is None
+    assert route_problem((), "anything", "/") is None  # rules unknown (no test listener): nothing to judge
+
+
+def test_given_a_rule_that_does_not_forward_when_selected_then_the_problem_names_it() -> None:
+    rules = (ListenerRule("7", paths=("/old*",), action="redirect"), ListenerRule("default", action="forward"))
+
+    assert (
+        route_problem(rules, "h", "/old/x")
+        == "host 'h' path '/old/x' selects test listener rule 7, whose action is redirect"
+    )
+
+
+# --- http check host ------------------------------------------------------------------------------------------------
+
+
+def test_given_an_http_check_with_a_host_when_parsed_then_it_is_kept() -> None:
+    check = HttpCheck.model_validate(
+        {"kind": "http", "name": "h", "request": {"path": "/", "host": "orders.example.com"}}
+    )
+
+    assert check.request.host == "orders.example.com"
+
+
+@pytest.mark.parametrize(
+    ("request_", "problem"),
+    [
+        ({"path": "/", "host": "https://orders.example.com"}, "pre_traffic.0.http.request.host: String should match"),
+        ({"path": "/", "host": "orders.example.com:8443"}, "pre_traffic.0.http.request.host: String should match"),
+        (
+            {"path": "/", "host": "orders.example.com", "headers": {"host": "x"}},
+            "give the host once: 'host' (also used for TLS) instead of a Host header",
+        ),
+    ],
+)
+def test_given_a_bad_host_when_parsed_then_the_field_and_fix_are_named(request_: dict[str, Any], problem: str) -> None:
+    problems = _problems({"pre_traffic": [{"kind": "http", "name": "h", "request": request_}]})
+
+    assert len(problems) == 1 and problem in problems[0]

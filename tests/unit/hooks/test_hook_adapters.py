@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -20,7 +21,7 @@ from release_train.adapters.checks_store import SsmChecksSource
 from release_train.adapters.codedeploy import CodeDeployDeployments, CodeDeployStatusReporter
 from release_train.adapters.hook_clients import LazyClient
 from release_train.domain.checks import HookStatus
-from release_train.domain.hook_targets import EcsTarget, LambdaTarget
+from release_train.domain.hook_targets import EcsService, EcsTarget, LambdaTarget, ListenerRule
 from release_train.hooks import ReportResult
 from tests.fixtures import aws_fixture
 
@@ -135,6 +136,16 @@ def test_given_a_revision_codedeploy_cannot_find_when_read_then_the_error_propag
         CodeDeployDeployments(client).target("d-1")
 
 
+def _revision_request(deployment: dict[str, Any]) -> dict[str, Any]:
+    """GetApplicationRevision's parameters for a deployment: its application, its AppSpec's sha256."""
+    info = deployment["deploymentInfo"]
+    sha256 = info["revision"]["appSpecContent"]["sha256"]
+    return {
+        "applicationName": info["applicationName"],
+        "revision": {"revisionType": "AppSpecContent", "appSpecContent": {"sha256": sha256}},
+    }
+
+
 def _load_balancer_with_test_listener() -> tuple[str, str]:
     """moto ELBv2: a load balancer with an HTTP listener on 8080. Returns (listener ARN, DNS name)."""
     ec2 = boto3.client("ec2")
@@ -171,13 +182,20 @@ def test_given_an_ecs_deployment_with_a_test_listener_when_read_then_its_base_ur
         )
         with Stubber(codedeploy) as stubber:
             stubber.add_response("get_deployment", deployment, {"deploymentId": "d-2"})
+            stubber.add_response(
+                "get_application_revision",
+                aws_fixture("codedeploy", "GetApplicationRevision", "ecs", DEPLOYMENT_ID="d-2"),
+                _revision_request(deployment),
+            )
 
             target = CodeDeployDeployments(LazyClient("codedeploy", client=codedeploy)).target("d-2")
 
-            stubber.assert_no_pending_responses()  # no GetApplicationRevision: an ECS target needs no AppSpec
+            stubber.assert_no_pending_responses()
 
     assert isinstance(target, EcsTarget)
     assert target.base_url == f"http://{dns_name}:8080"
+    assert target.listener_rules == (ListenerRule("default", action="forward"),)  # moto's DescribeRules
+    assert target.service is not None and target.service.container_name == "orders"
 
 
 def test_given_an_ecs_deployment_without_load_balancer_info_when_read_then_the_groups_test_listener_is_used() -> None:
@@ -186,10 +204,14 @@ def test_given_an_ecs_deployment_without_load_balancer_info_when_read_then_the_g
         codedeploy = boto3.client("codedeploy")
         listeners = {"PROD_LISTENER_ARN": listener_arn, "TEST_LISTENER_ARN": listener_arn}
         with Stubber(codedeploy) as stubber:
+            deployment = aws_fixture(
+                "codedeploy", "GetDeployment", "ecs_without_load_balancer_info", DEPLOYMENT_ID="d-3"
+            )
+            stubber.add_response("get_deployment", deployment, {"deploymentId": "d-3"})
             stubber.add_response(
-                "get_deployment",
-                aws_fixture("codedeploy", "GetDeployment", "ecs_without_load_balancer_info", DEPLOYMENT_ID="d-3"),
-                {"deploymentId": "d-3"},
+                "get_application_revision",
+                aws_fixture("codedeploy", "GetApplicationRevision", "ecs", DEPLOYMENT_ID="d-3"),
+                _revision_request(deployment),
             )
             stubber.add_response(
                 "get_deployment_group",
@@ -201,3 +223,101 @@ def test_given_an_ecs_deployment_without_load_balancer_info_when_read_then_the_g
 
     assert isinstance(target, EcsTarget)
     assert (target.test_listener_arn, target.base_url) == (listener_arn, f"http://{dns_name}:8080")
+
+
+TEST_LISTENER = (
+    "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/orders-internal/50dc6c495c0c9188/f2f7dc8efc522ab2"
+)
+
+
+def test_given_an_https_test_listener_with_rules_when_read_then_every_elbv2_answer_shapes_the_target() -> None:
+    """Real ECS shapes end to end: the console's AppECS/DgpECS names, the AppSpec from GetApplicationRevision, an HTTPS
+    test listener with host/path rules on an internal ALB; Stubber checks each request and each canned answer."""
+    codedeploy = boto3.client("codedeploy", region_name="us-east-1")
+    elbv2 = boto3.client("elbv2", region_name="us-east-1")
+    deployment = aws_fixture(
+        "codedeploy",
+        "GetDeployment",
+        "ecs",
+        DEPLOYMENT_ID="d-4",
+        PROD_LISTENER_ARN="p",
+        TEST_LISTENER_ARN=TEST_LISTENER,
+    )
+    listeners = aws_fixture("elbv2", "DescribeListeners", "https_test_listener", TEST_LISTENER_ARN=TEST_LISTENER)
+    balancers = aws_fixture("elbv2", "DescribeLoadBalancers", "internal")
+    balancer_arn = balancers["LoadBalancers"][0]["LoadBalancerArn"]
+    with Stubber(codedeploy) as cd, Stubber(elbv2) as lb:
+        cd.add_response("get_deployment", deployment, {"deploymentId": "d-4"})
+        cd.add_response(
+            "get_application_revision",
+            aws_fixture("codedeploy", "GetApplicationRevision", "ecs", DEPLOYMENT_ID="d-4"),
+            _revision_request(deployment),
+        )
+        lb.add_response("describe_listeners", listeners, {"ListenerArns": [TEST_LISTENER]})
+        lb.add_response("describe_load_balancers", balancers, {"LoadBalancerArns": [balancer_arn]})
+        lb.add_response(
+            "describe_rules", aws_fixture("elbv2", "DescribeRules", "host_and_path"), {"ListenerArn": TEST_LISTENER}
+        )
+
+        target = CodeDeployDeployments(
+            LazyClient("codedeploy", client=codedeploy), LazyClient("elbv2", client=elbv2)
+        ).target("d-4")
+
+        cd.assert_no_pending_responses()
+        lb.assert_no_pending_responses()
+
+    assert target == EcsTarget(
+        deployment_id="d-4",
+        application_name="AppECS-web-cluster-web",
+        deployment_group_name="DgpECS-web-cluster-web",
+        test_listener_arn=TEST_LISTENER,
+        base_url="https://internal-orders-internal-1234567890.us-east-1.elb.amazonaws.com:8443",
+        service=EcsService("arn:aws:ecs:us-east-1:123456789012:task-definition/orders:7", "orders", 8080),
+        listener_rules=(
+            ListenerRule("10", ("orders.example.com",), ("/orders*", "/health"), "forward"),
+            ListenerRule("20", (), (), "forward", ("http-header",)),
+            ListenerRule("default", (), (), "fixed-response"),
+        ),
+    )
+
+
+def test_given_moto_listener_rules_when_read_then_host_and_path_conditions_and_priorities_survive() -> None:
+    """moto's ELBv2 (what the sandbox would serve) answers DescribeRules in a shape listener_rule reads."""
+    with mock_aws():
+        listener_arn, _ = _load_balancer_with_test_listener()
+        elbv2 = boto3.client("elbv2")
+        listener = elbv2.describe_listeners(ListenerArns=[listener_arn])["Listeners"][0]
+        elbv2.create_rule(
+            ListenerArn=listener_arn,
+            Priority=10,
+            Conditions=[
+                {"Field": "host-header", "HostHeaderConfig": {"Values": ["orders.example.com"]}},
+                {"Field": "path-pattern", "PathPatternConfig": {"Values": ["/orders*"]}},
+            ],
+            Actions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "503"}}],
+        )
+        codedeploy = boto3.client("codedeploy")
+        deployment = aws_fixture(
+            "codedeploy",
+            "GetDeployment",
+            "ecs",
+            DEPLOYMENT_ID="d-5",
+            PROD_LISTENER_ARN="p",
+            TEST_LISTENER_ARN=listener_arn,
+        )
+        with Stubber(codedeploy) as stubber:
+            stubber.add_response("get_deployment", deployment, {"deploymentId": "d-5"})
+            stubber.add_response(
+                "get_application_revision",
+                aws_fixture("codedeploy", "GetApplicationRevision", "ecs", DEPLOYMENT_ID="d-5"),
+                _revision_request(deployment),
+            )
+
+            target = CodeDeployDeployments(LazyClient("codedeploy", client=codedeploy)).target("d-5")
+
+    assert isinstance(target, EcsTarget)
+    assert listener["DefaultActions"][0]["Type"] == "forward"
+    assert set(target.listener_rules) == {
+        ListenerRule("10", ("orders.example.com",), ("/orders*",), "fixed-response"),
+        ListenerRule("default", action="forward"),
+    }

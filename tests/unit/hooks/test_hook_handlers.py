@@ -413,3 +413,72 @@ def test_given_a_failed_check_when_the_hook_ends_then_metrics_record_the_outcome
     assert names == {"CheckFailed", "HookFailed", "HookDuration"}
     assert emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "ReleaseTrain"
     assert emf[0]["Hook"] == "pre_traffic"
+
+
+# --- ECS blue/green: the console's AppECS/DgpECS names, the AppSpec fetched as for Lambda, the test listener from ELBv2
+
+
+def _ecs_load_balancer(aws: FakeCodeDeploy, loopback: Loopback) -> str:
+    """ELBv2 answers from tests/fixtures/aws/elbv2 (host/path rules, default 404), pointed at the loopback server:
+    DNS name 127.0.0.1, an HTTP listener on its port (TLS on real sockets: test_http_check_tls.py)."""
+    import boto3
+    from botocore.awsrequest import AWSResponse
+
+    from tests.fixtures import checked_answer
+
+    listener_arn = (
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/orders-internal/50dc6c495c0c9188/f2"
+    )
+    port = int(loopback.base_url.rsplit(":", 1)[1])
+    listeners = aws_fixture("elbv2", "DescribeListeners", "https_test_listener", TEST_LISTENER_ARN=listener_arn)
+    listener = listeners["Listeners"][0]
+    listener.update(Protocol="HTTP", Port=port)
+    del listener["Certificates"], listener["SslPolicy"]
+    balancers = aws_fixture("elbv2", "DescribeLoadBalancers", "internal")
+    balancers["LoadBalancers"][0]["DNSName"] = "127.0.0.1"
+    answers = {
+        "DescribeListeners": listeners,
+        "DescribeLoadBalancers": balancers,
+        "DescribeRules": aws_fixture("elbv2", "DescribeRules", "host_and_path"),
+    }
+    events: Any = boto3.DEFAULT_SESSION.events  # type: ignore[union-attr]
+    for operation, answer in answers.items():
+        parsed = checked_answer("elbv2", operation, answer)
+        events.register(
+            f"before-call.elastic-load-balancing-v2.{operation}",
+            lambda parsed=parsed, **_: (AWSResponse("https://fake", 200, {}, None), parsed),  # type: ignore[arg-type]
+        )
+    return listener_arn
+
+
+def test_given_an_ecs_deployment_when_pre_traffic_runs_then_checks_go_through_the_test_listener_by_its_rules(
+    aws: FakeCodeDeploy, loopback: Loopback, lambda_context: FakeLambdaContext
+) -> None:
+    import boto3
+
+    event = load_event("pre_traffic/ecs_deployment.json")
+    listener_arn = _ecs_load_balancer(aws, loopback)
+    aws.add_deployment(event["DeploymentId"], "ecs", PROD_LISTENER_ARN="prod", TEST_LISTENER_ARN=listener_arn)
+    checks = {
+        "pre_traffic": [
+            {"kind": "http", "name": "routed", "request": {"path": "/health", "host": "orders.example.com"}},
+            {"kind": "http", "name": "unrouted", "request": {"path": "/admin", "host": "orders.example.com"}},
+        ]
+    }
+    boto3.client("ssm").put_parameter(
+        Name="/release-train/checks/ecs/AppECS-web-cluster-web/DgpECS-web-cluster-web",
+        Type="String",
+        Value=json.dumps(checks),
+    )
+
+    result = load_hook("pre_traffic").handler(event, lambda_context)
+
+    assert aws.statuses() == ["Failed"]
+    assert [(c["name"], c["outcome"]) for c in result["checks"]] == [("routed", "passed"), ("unrouted", "error")]
+    assert "host 'orders.example.com' path '/admin' matches no rule of the test listener" in result["reasons"][0]
+    assert loopback.hits == {"/health": 1}  # the unrouted check never left the hook
+    assert len(aws.revision_requests) == 1  # the ECS AppSpec, fetched by its sha256 as for Lambda
+    assert result["target"] == (
+        "ecs:AppECS-web-cluster-web/DgpECS-web-cluster-web task=arn:aws:ecs:us-east-1:123456789012:task-definition/"
+        f"orders:7 test={loopback.base_url}"
+    )

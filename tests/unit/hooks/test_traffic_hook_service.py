@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from release_train.adapters.check_runners import HttpRequester
 from release_train.domain.checks import (
     ExpressObservation,
@@ -15,7 +17,7 @@ from release_train.domain.checks import (
     HttpObservation,
     InvokeObservation,
 )
-from release_train.domain.hook_targets import DeploymentTarget, EcsTarget, LambdaTarget
+from release_train.domain.hook_targets import DeploymentTarget, EcsTarget, LambdaTarget, ListenerRule
 from release_train.hooks import HookRequest, RawChecks, ReportResult, TrafficHookService
 from tests.unit.hooks.conftest import Loopback
 
@@ -116,6 +118,46 @@ def test_given_an_ecs_deployment_when_an_http_path_check_runs_then_it_goes_to_th
 
     assert outcome.status is HookStatus.SUCCEEDED
     assert loopback.hits["/health"] == 1
+
+
+# The ECS test listener of an ALB that routes by host and path (the default rule answers 404 itself).
+ROUTED = (
+    ListenerRule("10", hosts=("orders.example.com",), paths=("/health", "/orders*"), action="forward"),
+    ListenerRule("default", action="fixed-response"),
+)
+
+
+def test_given_listener_rules_when_a_check_names_the_routed_host_then_it_reaches_the_service_with_that_host(
+    loopback: Loopback,
+) -> None:
+    fakes = Fakes(target=EcsTarget("d-1", "AppECS-c-o", "DgpECS-c-o", "arn:l", loopback.base_url, None, ROUTED))
+    fakes.suite = {
+        "pre_traffic": [{"kind": "http", "name": "h", "request": {"path": "/health", "host": "orders.example.com"}}]
+    }
+
+    outcome = fakes.service(http=HttpRequester()).handle(REQUEST, remaining_ms=60_000, safety_margin_ms=5_000)
+
+    assert (outcome.status, loopback.hits["/health"]) == (HookStatus.SUCCEEDED, 1)
+
+
+@pytest.mark.parametrize(
+    ("request_", "host", "path"),
+    [
+        ({"path": "/health"}, "127.0.0.1", "/health"),
+        ({"path": "/admin", "host": "orders.example.com"}, "orders.example.com", "/admin"),
+    ],
+)
+def test_given_listener_rules_when_a_checks_host_and_path_match_no_rule_then_it_says_so_without_a_request(
+    loopback: Loopback, request_: dict[str, Any], host: str, path: str
+) -> None:
+    fakes = Fakes(target=EcsTarget("d-1", "AppECS-c-o", "DgpECS-c-o", "arn:l", loopback.base_url, None, ROUTED))
+    fakes.suite = {"pre_traffic": [{"kind": "http", "name": "h", "request": request_}]}
+
+    outcome = fakes.service(http=HttpRequester()).handle(REQUEST, remaining_ms=60_000, safety_margin_ms=5_000)
+
+    assert outcome.status is HookStatus.FAILED
+    assert f"host {host!r} path {path!r} matches no rule of the test listener" in outcome.reasons[0]
+    assert sum(loopback.hits.values()) == 0
 
 
 def test_given_an_ecs_deployment_when_an_invoke_check_is_declared_then_it_fails_as_not_applicable() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from release_train.adapters.hook_clients import LazyClient, error_code
@@ -11,6 +12,7 @@ from release_train.domain.hook_targets import (
     EcsTarget,
     appspec_content,
     appspec_revision_to_fetch,
+    listener_rule,
     target_from_deployment,
     test_listener_arn,
 )
@@ -21,9 +23,10 @@ class CodeDeployDeployments:
     """GetDeployment (+ GetApplicationRevision for the AppSpec) -> DeploymentTarget. For ECS, resolves the test
     listener to a base URL.
 
-    Lambda: GetDeployment's revision names the AppSpec by its sha256 only; GetApplicationRevision returns its content.
-    ECS: deploymentInfo.loadBalancerInfo is used when GetDeployment returns it, else the deployment group's
-    (GetDeploymentGroup). The listener's port/protocol and the load balancer's DNS name come from ELBv2.
+    GetDeployment's revision names the AppSpec by its sha256 only; GetApplicationRevision returns its content (Lambda
+    and ECS alike). ECS: deploymentInfo.loadBalancerInfo is used when GetDeployment returns it, else the deployment
+    group's (GetDeploymentGroup). The listener's port/protocol (DescribeListeners), its rules (DescribeRules) and the
+    load balancer's DNS name (DescribeLoadBalancers) come from ELBv2.
     """
 
     def __init__(self, codedeploy: LazyClient | None = None, elbv2: LazyClient | None = None) -> None:
@@ -61,13 +64,10 @@ class CodeDeployDeployments:
         balancer = elbv2.describe_load_balancers(LoadBalancerArns=[listener["LoadBalancerArn"]])["LoadBalancers"][0]
         scheme = "https" if listener.get("Protocol") in ("HTTPS", "TLS") else "http"
         base_url = f"{scheme}://{balancer['DNSName']}:{listener['Port']}"
-        return EcsTarget(
-            deployment_id=target.deployment_id,
-            application_name=target.application_name,
-            deployment_group_name=target.deployment_group_name,
-            test_listener_arn=listener_arn,
-            base_url=base_url,
-        )
+        # The listener's rules (its default rule included) decide where a check's host and path are routed.
+        pages = elbv2.get_paginator("describe_rules").paginate(ListenerArn=listener_arn)
+        rules = tuple(listener_rule(rule) for page in pages for rule in page["Rules"])
+        return replace(target, test_listener_arn=listener_arn, base_url=base_url, listener_rules=rules)
 
 
 class CodeDeployStatusReporter:

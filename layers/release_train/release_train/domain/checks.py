@@ -69,6 +69,14 @@ class HttpRequest(_Model):
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
     url: str | None = Field(default=None, pattern=r"^https?://")
     path: str | None = Field(default=None, pattern=r"^/")
+    # The name the service answers to, e.g. orders.example.com: sent as the Host header (so listener rules that
+    # route by host select the service's rule), as TLS SNI, and the name the certificate is verified against. An
+    # HTTPS test listener serves the service's certificate, never one for the load balancer's DNS name.
+    host: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$",
+    )
     headers: dict[str, str] = Field(default_factory=dict)
     body: JsonValue | None = None  # a string is sent as is; anything else as JSON
 
@@ -76,6 +84,8 @@ class HttpRequest(_Model):
     def _url_xor_path(self) -> HttpRequest:
         if (self.url is None) == (self.path is None):
             raise ValueError("give exactly one of 'url' (absolute) or 'path' (joined to the suite's base_url)")
+        if self.host is not None and any(k.lower() == "host" for k in self.headers):
+            raise ValueError("give the host once: 'host' (also used for TLS) instead of a Host header")
         return self
 
 

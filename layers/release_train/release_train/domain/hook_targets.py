@@ -7,13 +7,16 @@ GetDeployment never carries the AppSpec itself, only its sha256: "The content pr
 in the returned revision is always null. Use GetApplicationRevision and the sha256 property [...] to get the content"
 (https://docs.aws.amazon.com/codedeploy/latest/APIReference/API_GetDeployment.html). `appspec_revision_to_fetch`
 says what to ask GetApplicationRevision for; the adapter asks and passes the content to `target_from_deployment`.
-ECS blue/green: the test endpoint comes from the test listener of loadBalancerInfo.targetGroupPairInfoList (the
-AppSpec is not needed, so it is not fetched).
+ECS blue/green: the AppSpec is fetched the same way (Resources[].TargetService: Type AWS::ECS::Service, Properties
+TaskDefinition and LoadBalancerInfo.ContainerName/ContainerPort, https://docs.aws.amazon.com/codedeploy/latest/userguide/
+reference-appspec-file-structure-resources.html); the test endpoint comes from the test listener of
+loadBalancerInfo.targetGroupPairInfoList, and an adapter resolves it (ELBv2) to a base URL and its listener rules.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,12 +45,43 @@ class LambdaTarget:
 
 
 @dataclass(frozen=True)
+class EcsService:
+    """The AppSpec's TargetService: what the replacement task set runs and which container the target groups reach."""
+
+    task_definition: str
+    container_name: str
+    container_port: int
+
+
+@dataclass(frozen=True)
+class ListenerRule:
+    """One ELBv2 listener rule, reduced to what decides whether a check's request reaches the service.
+
+    priority: "1".."50000", or "default" (the listener's default rule). action: the type of the terminal action
+    (forward, fixed-response, redirect); authenticate-* actions come before it in Order. other_conditions: condition
+    fields a check cannot be judged against (http-header, query-string, source-ip, regex values...).
+    """
+
+    priority: str
+    hosts: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    action: str = "forward"
+    other_conditions: tuple[str, ...] = ()
+
+    @property
+    def is_default(self) -> bool:
+        return self.priority == "default"
+
+
+@dataclass(frozen=True)
 class EcsTarget:
     deployment_id: str
     application_name: str
     deployment_group_name: str
     test_listener_arn: str | None
     base_url: str | None = None  # resolved from the test listener by an adapter (ELBv2), when there is one
+    service: EcsService | None = None  # from the AppSpec, when the deployment's revision carries one
+    listener_rules: tuple[ListenerRule, ...] = ()  # the test listener's rules (DescribeRules), default rule included
 
     @property
     def checks_key(self) -> str:
@@ -76,16 +110,20 @@ _CONTENT_MEMBERS = {"AppSpecContent": "appSpecContent", "String": "string"}
 
 
 def appspec_revision_to_fetch(info: dict[str, Any]) -> AppSpecRevision | None:
-    """What to ask GetApplicationRevision for, or None when nothing needs fetching: an ECS deployment (its target
-    comes from loadBalancerInfo), or a revision that already carries its content (not AWS's GetDeployment, which
-    never does, but a caller that resolved it already). Raises InvalidInput when the AppSpec cannot be located."""
-    if info.get("computePlatform") != "Lambda":
+    """What to ask GetApplicationRevision for, or None when nothing needs fetching: a revision that already carries
+    its content (not AWS's GetDeployment, which never does, but a caller that resolved it already), another compute
+    platform, or an ECS revision kept in S3 (its AppSpec is descriptive only: the checks key and the test listener
+    come from the deployment). Raises InvalidInput when a Lambda AppSpec cannot be located."""
+    platform = info.get("computePlatform")
+    if platform not in ("Lambda", "ECS"):
         return None
     revision = info.get("revision") or {}
     if appspec_content(revision) is not None:
         return None
-    source = f"deployment {info.get('deploymentId', '?')}"
     kind = revision.get("revisionType")
+    if platform == "ECS" and kind != "AppSpecContent":
+        return None
+    source = f"deployment {info.get('deploymentId', '?')}"
     member = _CONTENT_MEMBERS.get(str(kind))
     sha256 = (revision.get(member) or {}).get("sha256") if member else None
     application = info.get("applicationName")
@@ -116,11 +154,13 @@ def target_from_deployment(info: dict[str, Any], appspec: str | None = None) -> 
     if platform == "Lambda":
         return _lambda_target(deployment_id, appspec or _appspec_content(info, source), source)
     if platform == "ECS":
+        content = appspec or appspec_content(info.get("revision") or {})
         return EcsTarget(
             deployment_id=deployment_id,
             application_name=str(info.get("applicationName", "")),
             deployment_group_name=str(info.get("deploymentGroupName", "")),
             test_listener_arn=test_listener_arn(info.get("loadBalancerInfo") or {}),
+            service=None if content is None else _ecs_service(content, source),
         )
     raise InvalidInput(source, [f"computePlatform {platform!r} is not supported by the traffic hooks (Lambda, ECS)"])
 
@@ -143,7 +183,8 @@ def _appspec_content(info: dict[str, Any], source: str) -> str:
     return content
 
 
-def _lambda_target(deployment_id: str, content: str, source: str) -> LambdaTarget:
+def _resources(content: str, source: str, default_type: str) -> list[dict[str, Any]]:
+    """The AppSpec's Resources entries of `default_type` (an entry without Type is taken to be one)."""
     try:
         spec = json.loads(content)
     except json.JSONDecodeError:
@@ -154,13 +195,40 @@ def _lambda_target(deployment_id: str, content: str, source: str) -> LambdaTarge
     resources = _get(spec, "resources") if isinstance(spec, dict) else None
     if not isinstance(resources, list) or not resources:
         raise InvalidInput(source, ["AppSpec has no Resources list"])
-    functions = [
+    return [
         body
         for entry in resources
         if isinstance(entry, dict)
         for body in entry.values()
-        if isinstance(body, dict) and str(_get(body, "type") or "AWS::Lambda::Function") == "AWS::Lambda::Function"
+        if isinstance(body, dict) and str(_get(body, "type") or default_type) == default_type
     ]
+
+
+def _ecs_service(content: str, source: str) -> EcsService:
+    services = _resources(content, source, "AWS::ECS::Service")
+    if len(services) != 1:
+        raise InvalidInput(source, [f"AppSpec must name exactly one AWS::ECS::Service, found {len(services)}"])
+    props = _get(services[0], "properties")
+    if not isinstance(props, dict):
+        raise InvalidInput(source, ["AppSpec TargetService has no Properties"])
+    balancer = _get(props, "LoadBalancerInfo")
+    balancer = balancer if isinstance(balancer, dict) else {}
+    values = {
+        "TaskDefinition": _get(props, "TaskDefinition"),
+        "LoadBalancerInfo.ContainerName": _get(balancer, "ContainerName"),
+        "LoadBalancerInfo.ContainerPort": _get(balancer, "ContainerPort"),
+    }
+    problems = [f"TargetService.Properties.{k} is missing" for k, v in values.items() if v in (None, "")]
+    port = values["LoadBalancerInfo.ContainerPort"]
+    if port not in (None, "") and not str(port).isdigit():
+        problems.append(f"TargetService.Properties.LoadBalancerInfo.ContainerPort is not a port: {port!r}")
+    if problems:
+        raise InvalidInput(source, problems)
+    return EcsService(str(values["TaskDefinition"]), str(values["LoadBalancerInfo.ContainerName"]), int(str(port)))
+
+
+def _lambda_target(deployment_id: str, content: str, source: str) -> LambdaTarget:
+    functions = _resources(content, source, "AWS::Lambda::Function")
     if len(functions) != 1:
         raise InvalidInput(source, [f"AppSpec must name exactly one AWS::Lambda::Function, found {len(functions)}"])
     props = _get(functions[0], "properties")
@@ -192,3 +260,76 @@ def _get(mapping: dict[str, Any], key: str) -> Any:
         if str(k).lower() == wanted:
             return v
     return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ELBv2 listener rules: which rule a check's request selects
+# ---------------------------------------------------------------------------------------------------------------
+# "Rules are evaluated in priority order, from the lowest value to the highest value. The default rule is evaluated
+# last." A condition with several values matches any of them; a rule matches when all its conditions do. host-header
+# is case-insensitive, path-pattern case-sensitive and applied to the path only (not the query string); both take
+# the wildcards * (0 or more characters) and ? (exactly one). (ELB user guide, "Listener rules" and "Condition types
+# for listener rules", https://docs.aws.amazon.com/elasticloadbalancing/latest/application/rule-condition-types.html)
+
+
+def _wildcard(pattern: str, *, ignore_case: bool) -> re.Pattern[str]:
+    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile(body, re.IGNORECASE if ignore_case else 0)
+
+
+def _rule_matches(rule: ListenerRule, host: str, path: str) -> bool:
+    if rule.other_conditions:
+        return False  # the request would need more than a host and a path: a check cannot claim it matches
+    if rule.hosts and not any(_wildcard(h, ignore_case=True).fullmatch(host) for h in rule.hosts):
+        return False
+    return not rule.paths or any(_wildcard(p, ignore_case=False).fullmatch(path) for p in rule.paths)
+
+
+def select_rule(rules: tuple[ListenerRule, ...], host: str, path: str) -> ListenerRule | None:
+    """The rule ELBv2 would apply to a request for `host` and `path`; None when no rule (not even a default) is
+    known."""
+    ordered = sorted((r for r in rules if not r.is_default), key=lambda r: int(r.priority))
+    for rule in [*ordered, *(r for r in rules if r.is_default)]:
+        if rule.is_default or _rule_matches(rule, host, path):
+            return rule
+    return None
+
+
+def route_problem(rules: tuple[ListenerRule, ...], host: str, path: str) -> str | None:
+    """Why a request for `host` + `path` on the test listener would not reach the service, or None when it would."""
+    rule = select_rule(rules, host, path)
+    if rule is None or rule.action == "forward":
+        return None
+    skipped = [r.priority for r in rules if r.other_conditions]
+    note = f" (rules {', '.join(skipped)} need more than a host and a path and were not evaluated)" if skipped else ""
+    if rule.is_default:
+        return (
+            f"host {host!r} path {path!r} matches no rule of the test listener; its default action is"
+            f" {rule.action}, not forward{note}: give the check the host (request.host) or path a rule routes"
+        )
+    return f"host {host!r} path {path!r} selects test listener rule {rule.priority}, whose action is {rule.action}"
+
+
+def listener_rule(rule: dict[str, Any]) -> ListenerRule:
+    """An ELBv2 DescribeRules `Rule` (botocore elbv2 model) -> ListenerRule."""
+    hosts: list[str] = []
+    paths: list[str] = []
+    other: list[str] = []
+    for condition in rule.get("Conditions") or []:
+        field_name = str(condition.get("Field", ""))
+        if condition.get("RegexValues"):
+            other.append(f"{field_name} (regex)")
+        elif field_name == "host-header":
+            hosts += (condition.get("HostHeaderConfig") or {}).get("Values") or condition.get("Values") or []
+        elif field_name == "path-pattern":
+            paths += (condition.get("PathPatternConfig") or {}).get("Values") or condition.get("Values") or []
+        else:
+            other.append(field_name)
+    actions = sorted(rule.get("Actions") or [], key=lambda a: int(a.get("Order", 0)))
+    return ListenerRule(
+        priority=str(rule.get("Priority", "default")),
+        hosts=tuple(hosts),
+        paths=tuple(paths),
+        action=str(actions[-1]["Type"]) if actions else "forward",
+        other_conditions=tuple(other),
+    )
