@@ -485,3 +485,48 @@ def test_the_sandbox_creates_the_templates_projects_and_the_trains_build_state_s
     ]
     assert done["status"] == "SUCCEEDED"
     assert json.loads(done["output"])["build"]["status"] == "SUCCEEDED"
+
+
+# --- a stage in another account (docs/accounts.md) ----------------------------------------------------------------
+
+PROD_ACCOUNT = "333333333333"
+PROD_DEPLOY_ROLE = f"arn:aws:iam::{PROD_ACCOUNT}:role/release-train-deploy"
+
+
+def _cross_account_fleet() -> str:
+    raw = _example_dict()
+    raw["stages"][-1] |= {"account": PROD_ACCOUNT, "deploy_role": PROD_DEPLOY_ROLE}
+    return yaml.safe_dump(raw)
+
+
+def test_given_a_stage_naming_its_deploy_role_then_its_builds_assume_that_role_and_no_parameter_asks_for_it(
+    tmp_path: Path,
+) -> None:
+    text, doc = _generate(_cross_account_fleet(), tmp_path)
+    fleet = parse_fleet(_cross_account_fleet())
+    prod, staging = fleet.stages[-1].name, fleet.stages[0].name
+
+    assert {p for p in doc["Parameters"] if p.endswith("DeployRoleArn")} == {f"{staging.capitalize()}DeployRoleArn"}
+    assert doc["Parameters"]["TargetAccountExternalId"]["Type"] == "String"
+    assume = [s for s in _statements(doc, f"{prod.capitalize()}BuildRole") if s["Action"] == "sts:AssumeRole"]
+    assert assume == [
+        {"Sid": "AssumeDeployRole", "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": [PROD_DEPLOY_ROLE]}
+    ]
+    for service in fleet.services:
+        env = {
+            v["Name"]: v["Value"]
+            for v in _projects(doc)[fleet.project_for(service, prod)]["Environment"]["EnvironmentVariables"]
+        }
+        assert env["DEPLOY_ROLE_ARN"] == PROD_DEPLOY_ROLE
+        assert env["DEPLOY_EXTERNAL_ID"] == {"Ref": "TargetAccountExternalId"}
+        staging_env = _projects(doc)[fleet.project_for(service, staging)]["Environment"]["EnvironmentVariables"]
+        assert {v["Name"] for v in staging_env} == {"STAGE", "SERVICE", "DEPLOY_ROLE_ARN"}
+    assert [str(m) for m in lint(text, regions=["us-east-1"])] == []
+
+
+def test_given_no_stage_naming_a_deploy_role_then_no_external_id_is_asked_for(
+    example: tuple[str, dict[str, Any]],
+) -> None:
+    _, doc = example
+
+    assert "TargetAccountExternalId" not in doc["Parameters"]

@@ -171,6 +171,7 @@ def test_given_the_environment_of_plan_release_when_read_then_it_maps_to_the_sam
         minimum_bake={"staging": timedelta(days=1)},
         approver_boundary=(f"arn:aws:iam::{ACCOUNT}:*", f"arn:aws:sts::{ACCOUNT}:*"),
         allow_break_glass=True,
+        account=ACCOUNT,
     )
 
 

@@ -11,6 +11,7 @@ hook_clients) and the Powertools DynamoDB persistence layer their idempotency us
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import re
 from collections.abc import Iterator
@@ -69,6 +70,10 @@ HOOKS_NO_RESOURCE_LEVEL = {
     "codedeploy:PutLifecycleEventHookExecutionStatus",
     "elasticloadbalancing:DescribeListeners",
     "elasticloadbalancing:DescribeLoadBalancers",
+    "elasticloadbalancing:DescribeRules",
+    # only with HookSubnetIds (VpcConfig): Lambda's documented ENI reads work on "*" alone
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
 }
 # A task token names no ARN: SendTaskSuccess/Failure have no resource type, and only AnswerApproval may call them.
 ANSWER_APPROVALS = {"states:SendTaskSuccess", "states:SendTaskFailure"}
@@ -170,6 +175,7 @@ ADAPTER_CALLS: dict[str, dict[str, str]] = {
         "put_lifecycle_event_hook_execution_status": "codedeploy:PutLifecycleEventHookExecutionStatus",
         "describe_listeners": "elasticloadbalancing:DescribeListeners",
         "describe_load_balancers": "elasticloadbalancing:DescribeLoadBalancers",
+        "describe_rules": "elasticloadbalancing:DescribeRules",
     },
     "checks_store": {"get_parameter": "ssm:GetParameter"},
     "check_runners": {"invoke": "lambda:InvokeFunction", "start_sync_execution": "states:StartSyncExecution"},
@@ -243,6 +249,7 @@ _HOOK_CALLS = [
     ("codedeploy", "put_lifecycle_event_hook_execution_status", "*"),  # no resource-level permissions: only "*"
     ("codedeploy", "describe_listeners", TEST_LISTENER),
     ("codedeploy", "describe_load_balancers", LOAD_BALANCER),
+    ("codedeploy", "describe_rules", "*"),  # no resource-level permissions: only "*"
     ("checks_store", "get_parameter", CHECKS_PARAMETER),
     ("check_runners", "invoke", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:svc-company-prod-create:7"),
     ("check_runners", "start_sync_execution", f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:svc-orders-smoke"),
@@ -660,6 +667,92 @@ def test_given_an_extra_application_pattern_when_checked_by_the_template_then_a_
     pattern = cfn_template()["Parameters"]["HookExtraApplicationPattern"]["AllowedPattern"]
 
     assert (re.fullmatch(pattern, value) is not None) is accepted
+
+
+# --- the traffic hooks in a VPC (HookSubnetIds; docs/hooks.md) -------------------------------------------------------
+
+HOOK_VPC = {"HookSubnetIds": "subnet-0a1b2c3d4e5f67890,subnet-0f9e8d7c6b5a43210", "HookSecurityGroupIds": "sg-0123"}
+ENI_IN_ACCOUNT = f"arn:aws:ec2:{REGION}:{ACCOUNT}:network-interface/eni-0123456789abcdef0"
+
+
+def _hook_statements(role: str, parameters: dict[str, str]) -> list[dict[str, Any]]:
+    """The role's statements with its conditions evaluated (role_statements skips a statement wrapped in Fn::If)."""
+    cfn = cfn_template()
+    resolver = Resolver(cfn, parameters)
+    raw = cfn["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    resolved: list[dict[str, Any]] = resolver.resolve(raw)
+    return resolved
+
+
+@pytest.mark.parametrize("role", HOOK_ROLES)
+def test_given_no_hook_subnets_when_the_hooks_are_read_then_vpc_and_network_interface_grants_are_conditional(
+    role: str,
+) -> None:
+    # Checked on the template's structure: the test Resolver has no CommaDelimitedList, so it cannot evaluate an
+    # empty list parameter. CloudFormation joins the default [""] to "": HooksInVpc is false.
+    cfn = cfn_template()
+    in_vpc = {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "HookSubnetIds"}]}, ""]}]}
+    raw = cfn["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    ec2_statements = [s for s in raw if "Fn::If" in s and s["Fn::If"][1]["Action"][0].startswith("ec2:")]
+
+    assert cfn["Conditions"]["HooksInVpc"] == in_vpc
+    assert cfn["Parameters"]["HookSubnetIds"]["Default"] == ""
+    assert cfn["Resources"][role.removesuffix("Role")]["Properties"]["VpcConfig"]["Fn::If"][0] == "HooksInVpc"
+    assert len(ec2_statements) == 2
+    assert all(s["Fn::If"][0] == "HooksInVpc" and s["Fn::If"][2] == {"Ref": "AWS::NoValue"} for s in ec2_statements)
+    assert not [s for s in raw if "Fn::If" not in s and any(a.startswith("ec2:") for a in _as_list(s["Action"]))]
+
+
+@pytest.mark.parametrize("role", HOOK_ROLES)
+def test_given_hook_subnets_when_the_hooks_are_read_then_they_join_the_vpc_with_lambdas_eni_actions_only(
+    role: str,
+) -> None:
+    cfn = cfn_template()
+    resolver = Resolver(cfn, HOOK_VPC)
+    vpc = resolver.resolve(cfn["Resources"][role.removesuffix("Role")]["Properties"]["VpcConfig"])
+    ec2 = {
+        action: _as_list(s["Resource"])
+        for s in _hook_statements(role, HOOK_VPC)
+        for action in _as_list(s["Action"])
+        if action.startswith("ec2:")
+    }
+
+    # the Resolver passes list parameters through as the override string
+    assert vpc == {"SubnetIds": HOOK_VPC["HookSubnetIds"], "SecurityGroupIds": HOOK_VPC["HookSecurityGroupIds"]}
+    # AWSLambdaVPCAccessExecutionRole's ec2 actions, no more; only the two Describe actions on "*".
+    assert {a: r == ["*"] for a, r in ec2.items()} == {
+        "ec2:DescribeNetworkInterfaces": True,
+        "ec2:DescribeSubnets": True,
+        "ec2:CreateNetworkInterface": False,
+        "ec2:DeleteNetworkInterface": False,
+        "ec2:AssignPrivateIpAddresses": False,
+        "ec2:UnassignPrivateIpAddresses": False,
+    }
+    assert all(
+        any(fnmatch.fnmatchcase(ENI_IN_ACCOUNT, p) for p in r) and not any(p.startswith("arn:aws:ec2:*") for p in r)
+        for r in ec2.values()
+    )
+    assert cfn["Resources"][role]["Properties"]["ManagedPolicyArns"] == [
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+    ]
+
+
+def test_given_half_a_hook_vpc_config_when_deployed_then_a_template_rule_refuses_it_naming_the_other_half() -> None:
+    # CloudFormation evaluates Rules before creating anything; Lambda needs subnets and security groups together.
+    rules = cfn_template()["Rules"]
+    pairs = {
+        (
+            r["RuleCondition"]["Fn::Not"][0]["Fn::EachMemberEquals"][0]["Ref"],
+            a["Assert"]["Fn::Not"][0]["Fn::EachMemberEquals"][0]["Ref"],
+        )
+        for r in rules.values()
+        for a in r["Assertions"]
+    }
+
+    assert {("HookSubnetIds", "HookSecurityGroupIds"), ("HookSecurityGroupIds", "HookSubnetIds")} <= pairs
+    assert all(
+        a["AssertDescription"].count("Hook") == 2 for r in rules.values() if r["RuleCondition"] for a in r["Assertions"]
+    )
 
 
 # --- the schedule's role (docs/observability.md) --------------------------------------------------------------------

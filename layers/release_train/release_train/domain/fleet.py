@@ -233,12 +233,61 @@ class Approval(_Model):
         return value
 
 
+# An IAM role ARN (IAM User Guide, "IAM identifiers": role names 1-64 of [\w+=,.@-], paths /.../ up to 512 characters).
+_ROLE_ARN = re.compile(
+    r"^arn:aws[a-z-]*:iam::(?P<account>\d{12}):role/(?:[\x21-\x7e]{1,510}/)?[\w+=,.@-]{1,64}$", re.ASCII
+)
+
+
+def check_role_arn(value: str) -> str:
+    if not _ROLE_ARN.match(value):
+        raise ValueError(
+            "not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>, as accounts/target-account.yaml "
+            "outputs it)"
+        )
+    return value
+
+
+RoleArn = Annotated[str, AfterValidator(check_role_arn)]
+
+
 class Stage(_Model):
     name: Annotated[str, Field(pattern=NAME)]
     bake: timedelta = timedelta(0)
     test_project: str | None = None
     approval: Approval = Approval()
     alarms: AlarmSelector | None = None
+    # A stage in another AWS account (docs/accounts.md); without `account` the stage is the train's own account.
+    account: Annotated[str, Field(pattern=r"^\d{12}$", description="12-digit AWS account id")] | None = None
+    deploy_role: RoleArn | None = Field(
+        default=None, description="role in `account` the stage's builds assume to deploy (DeployRoleArn output)"
+    )
+
+    @field_validator("account", mode="before")
+    @classmethod
+    def _quoted(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise ValueError(
+                f"quote the account id ('{value:012d}'): YAML reads an unquoted number, which loses leading zeros"
+            )
+        return value
+
+    def check_account(self, k: int) -> None:
+        """The deploy role must live in the stage's account (called by Fleet, so the error names `stages[k]`)."""
+        if self.deploy_role is None:
+            return
+        match = _ROLE_ARN.match(self.deploy_role)
+        role_account = match.group("account") if match else None
+        if self.account is None:
+            raise ValueError(
+                f"stages[{k}].account: stage {self.name} names a deploy_role in account {role_account}; give "
+                f"`account: '{role_account}'` too"
+            )
+        if role_account != self.account:
+            raise ValueError(
+                f"stages[{k}].deploy_role: the role is in account {role_account}, not the stage's account "
+                f"{self.account}; a stage's builds deploy with a role in its own account"
+            )
 
     @field_validator("bake")
     @classmethod
@@ -308,6 +357,7 @@ class Fleet(_Model):
         _no_duplicates("stages", [s.name for s in self.stages])
         stage_names = {s.name for s in self.stages}
         for k, stage in enumerate(self.stages):
+            stage.check_account(k)
             if stage.approval.required and not self.approvers_for(stage):
                 raise ValueError(
                     f"stages[{k}].approval.approvers: stage {stage.name} requires an approval but names nobody who "

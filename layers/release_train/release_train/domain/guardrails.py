@@ -30,8 +30,10 @@ PARAMETERS = {
     "MinimumBake": "MINIMUM_BAKE",
     "ApproverBoundary": "APPROVER_BOUNDARY",
     "AllowBreakGlass": "ALLOW_BREAK_GLASS",
+    "AllowedTargetAccounts": "ALLOWED_TARGET_ACCOUNTS",
 }
 _DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)  # ISO 8601, as the fleet file's bakes
+_ACCOUNT = re.compile(r"^\d{12}$")
 _ITEM = re.compile(r"^\s*([A-Za-z0-9-]+)\s*=\s*(\S+)\s*$")
 
 
@@ -44,6 +46,9 @@ class Guardrails:
     minimum_bake: Mapping[str, timedelta] = field(default_factory=dict)  # lower-case stage name -> bake
     approver_boundary: tuple[str, ...] = ()
     allow_break_glass: bool = False
+    # Accounts a stage may name (`stages[].account`) besides this one; empty: this account only (docs/accounts.md).
+    allowed_target_accounts: frozenset[str] = frozenset()
+    account: str = ""
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, str], account: str) -> Guardrails:
@@ -69,6 +74,10 @@ class Guardrails:
             f"arn:aws:iam::{account}:*",
             f"arn:aws:sts::{account}:*",
         )
+        targets = _split(params.get("AllowedTargetAccounts", ""))
+        problems += [
+            f"AllowedTargetAccounts: '{t}' is not a 12-digit AWS account id" for t in targets if not _ACCOUNT.match(t)
+        ]
         rails = cls(
             project_prefix=params.get("ProjectPrefix", "train-"),
             fleet_name_prefix=params.get("FleetNamePrefix", "svc-"),
@@ -77,6 +86,8 @@ class Guardrails:
             minimum_bake=minimum_bake,
             approver_boundary=boundary,
             allow_break_glass=params.get("AllowBreakGlass", "false").strip().lower() == "true",
+            allowed_target_accounts=frozenset(targets),
+            account=account,
         )
         if problems:
             raise InvalidInput("stack guardrail parameters", problems)
@@ -117,6 +128,15 @@ class Guardrails:
                             f"{where}.approval.approvers: '{approver}' is outside the stack's ApproverBoundary "
                             f"{list(self.approver_boundary)}"
                         )
+        for k, stage in enumerate(fleet.stages):
+            # The train's own account is always allowed: a stage without `account` runs there anyway.
+            if stage.account is not None and stage.account not in self.allowed_target_accounts | {self.account}:
+                bound = sorted(self.allowed_target_accounts) or "empty: this account only"
+                problems.append(
+                    f"stages[{k}] ({stage.name}).account: '{stage.account}' is outside the stack's "
+                    f"AllowedTargetAccounts ({bound})"
+                )
+            problems += self._unreadable(fleet, k)
         for where, project in fleet.projects():
             if not project.startswith(self.project_prefix):
                 problems.append(
@@ -132,6 +152,22 @@ class Guardrails:
                             f"FleetNamePrefix '{self.fleet_name_prefix}' (the train may read and move only those "
                             "functions' aliases, the hooks check only those)"
                         )
+        return problems
+
+    def _unreadable(self, fleet: Fleet, k: int) -> list[str]:
+        """Until the train reads a stage through its account's role (docs/accounts.md, "Not built yet"), it would read
+        (and roll back) same-named aliases and alarms in its own account: refuse what it would read there."""
+        stage = fleet.stages[k]
+        if stage.account in (None, self.account):
+            return []
+        why = f"the train cannot yet read account {stage.account} (docs/accounts.md, not built yet)"
+        problems = [f"stages[{k}] ({stage.name}).alarms: {why}; leave alarms out of this stage"] if stage.alarms else []
+        problems += [
+            f"services[{i}].deploy ({stage.name}): {why}: it would read and roll back aliases of this account "
+            "instead; leave `deploy` out or keep the stage in this account"
+            for i, service in enumerate(fleet.services)
+            if fleet.functions_for(service, stage.name)
+        ]
         return problems
 
     def check(self, fleet: Fleet, source: str) -> None:
