@@ -14,7 +14,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import groupby
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from botocore.config import Config
@@ -50,6 +50,9 @@ BACK, ALREADY, NEW, WOULD, FAILED_, HELD = (
     "not attempted",
 )
 TO_DO, REFUSED = "to roll back", "refused"
+
+if TYPE_CHECKING:
+    from release_train.domain.fleet import Fleet
 
 MAX_CONCURRENCY = 50
 
@@ -177,6 +180,11 @@ def lambda_client(session: Any, concurrency: int) -> Any:
     show_default=True,
     help="aliases pointed back at once within a wave",
 )
+@click.option(
+    "--stage-profile",
+    default=None,
+    help="AWS profile with credentials in the stage's account, for a stage that names `account` (docs/accounts.md)",
+)
 @_target_options
 @output_option
 def rollback(
@@ -185,6 +193,7 @@ def rollback(
     dry_run: bool,
     reason: str,
     concurrency: int,
+    stage_profile: str | None,
     where: Where,
     output: str,
 ) -> None:
@@ -215,7 +224,8 @@ def rollback(
                 FAILED,
             )
         identity = None if dry_run else target.identity()
-        functions = Functions(lambda_client(target.session, concurrency))
+        session = _stage_session(target.session, ctx.fleet, stage, stage_profile, where.region)
+        functions = Functions(lambda_client(session, concurrency))
         tracker = LiveTracker(ledger, functions)
         checked = plan(tracker.rollback_order(record.release_id, stage), functions, concurrency)
         doc: dict[str, Any] = {
@@ -279,6 +289,39 @@ def rollback(
                 f"Re-run trainctl rollback {release_id} to complete it",
                 FAILED,
             )
+
+
+def _stage_session(home: Any, fleet: Fleet, stage: str, profile: str | None, region: str | None) -> Any:
+    """Where the stage's aliases are: the ledger's session for a stage in its account, else --stage-profile's, checked
+    to be in the stage's account before anything is read there. The target account's train role trusts only the
+    tools stack's function roles (accounts/target-account.yaml), so the operator brings credentials of their own there
+    (an SSO or IAM profile allowed lambda:GetAlias and lambda:UpdateAlias on the fleet's functions)."""
+    from release_train.services.stage_ports import stage_account
+
+    account = stage_account(fleet, stage)
+    home_account = str(home.client("sts").get_caller_identity()["Account"]) if account else None
+    if account is None or account == home_account:
+        if profile is not None:
+            raise CommandError(
+                f"--stage-profile: stage {stage} is in this account; leave --stage-profile out (--profile serves both)",
+                USAGE,
+            )
+        return home
+    if profile is None:
+        raise CommandError(
+            f"stage {stage} is in account {account}: pass --stage-profile NAME, a profile with credentials in "
+            f"{account} allowed lambda:GetAlias and lambda:UpdateAlias there (docs/accounts.md)",
+            USAGE,
+        )
+    session = cli._session(profile, region)
+    there = str(session.client("sts").get_caller_identity()["Account"])
+    if there != account:
+        raise CommandError(
+            f"--stage-profile {profile}: its credentials are in account {there}, not {account} where stage {stage} "
+            f"runs; pick a profile in {account}",
+            USAGE,
+        )
+    return session
 
 
 def _render(doc: dict[str, Any]) -> None:

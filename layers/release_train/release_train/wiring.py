@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
+from functools import cache
 
 import boto3
 
-from release_train.adapters.alarms import Alarms
-from release_train.adapters.aws import client
+from release_train.adapters.aws import CONFIG, client
 from release_train.adapters.clock import Clock
 from release_train.adapters.codebuild import CodeBuild
-from release_train.adapters.deployments import Deployments
 from release_train.adapters.executions import Executions
 from release_train.adapters.fleet_store import FleetStore
 from release_train.adapters.functions import Functions
@@ -19,6 +18,7 @@ from release_train.adapters.mac import KmsMac
 from release_train.adapters.metrics import TrainMetrics
 from release_train.adapters.notifier import Notifier
 from release_train.adapters.sources import Sources
+from release_train.adapters.stage_clients import StageClients
 from release_train.domain.guardrails import Guardrails
 from release_train.services import (
     AnswerApprovalService,
@@ -32,6 +32,7 @@ from release_train.services import (
     RecordFailureService,
     RecordWaveService,
 )
+from release_train.services.stage_ports import PerAccount
 
 
 def _env(name: str) -> str:
@@ -90,17 +91,32 @@ def functions() -> Functions:
     return Functions(client("lambda"))
 
 
+@cache
+def stage_clients() -> StageClients:
+    return StageClients.from_environment(os.environ, client, CONFIG)
+
+
+def stage_functions() -> PerAccount[Functions]:
+    """Aliases of a stage, in the stage's account (docs/accounts.md)."""
+    return PerAccount(stage_clients().functions)
+
+
 def load_wave_service() -> LoadWaveService:
-    return LoadWaveService(ledger(), functions(), Clock())
+    return LoadWaveService(ledger(), stage_functions(), Clock())
 
 
 def record_wave_service() -> RecordWaveService:
-    return RecordWaveService(ledger(), functions(), Clock(), TrainMetrics())
+    return RecordWaveService(ledger(), stage_functions(), Clock(), TrainMetrics())
 
 
 def gate_service() -> GateService:
     return GateService(
-        ledger(), CodeBuild(client("codebuild")), Alarms(client("cloudwatch")), notifier(), Clock(), TrainMetrics()
+        ledger(),
+        CodeBuild(client("codebuild")),
+        PerAccount(stage_clients().alarms),
+        notifier(),
+        Clock(),
+        TrainMetrics(),
     )
 
 
@@ -118,7 +134,7 @@ def finalize_service() -> FinalizeService:
 
 def record_failure_service() -> RecordFailureService:
     return RecordFailureService(
-        ledger(), Executions(client("stepfunctions")), functions(), notifier(), Clock(), TrainMetrics()
+        ledger(), Executions(client("stepfunctions")), stage_functions(), notifier(), Clock(), TrainMetrics()
     )
 
 
@@ -127,8 +143,8 @@ def cleanup_service() -> CleanupService:
         ledger(),
         Executions(client("stepfunctions")),
         CodeBuild(client("codebuild")),
-        Deployments(client("codedeploy")),
-        functions(),
+        PerAccount(stage_clients().deployments),
+        stage_functions(),
         notifier(),
         Clock(),
         TrainMetrics(),

@@ -126,23 +126,17 @@ def test_given_planrelease_environment_when_read_then_allowed_target_accounts_an
     assert rails.violations(_remote(DEV)) != []
 
 
-def test_given_a_remote_stage_with_alarms_or_deployed_functions_when_checked_then_refused_until_reads_are_wired() -> (
-    None
-):
-    """Fail closed: the train still reads aliases and alarms in its own account, so it would read (and roll back)
-    same-named ones there."""
+def test_given_a_remote_stage_with_alarms_and_deployed_functions_when_checked_then_allowed() -> None:
+    """The train reads a stage's alarms and aliases through the stage account's role (tests/unit/test_cross_account.py
+    proves the reads go there), so an allowed account may declare both; an account outside the stack's list may not."""
     rails = Guardrails.from_parameters({"AllowedTargetAccounts": PROD}, TOOLS)
     text = _fleet(f", account: '{PROD}', alarms: {{prefix: prod-}}").replace(
         "{name: api, source: {codecommit: api}}",
         "{name: api, source: {codecommit: api}, deploy: {functions: ['svc-api-{stage}']}}",
     )
 
-    assert rails.violations(parse_fleet(text)) == [
-        f"stages[1] (prod).alarms: the train cannot yet read account {PROD} (docs/accounts.md, not built yet); leave "
-        "alarms out of this stage",
-        f"services[0].deploy (prod): the train cannot yet read account {PROD} (docs/accounts.md, not built yet): it "
-        "would read and roll back aliases of this account instead; leave `deploy` out or keep the stage in this "
-        "account",
+    assert rails.violations(parse_fleet(text)) == []
+    elsewhere = text.replace(f", account: '{PROD}'", f", account: '{DEV}'")
+    assert rails.violations(parse_fleet(elsewhere)) == [
+        f"stages[1] (prod).account: '{DEV}' is outside the stack's AllowedTargetAccounts (['{PROD}'])"
     ]
-    local = text.replace(f", account: '{PROD}'", f", account: '{TOOLS}'")
-    assert rails.violations(parse_fleet(local)) == []

@@ -26,6 +26,7 @@ from aws_lambda_powertools.utilities.parameters import secrets as powertools_sec
 from botocore import xform_name
 
 from release_train.adapters import (
+    accounts,
     alarms,
     check_runners,
     checks_store,
@@ -40,6 +41,7 @@ from release_train.adapters import (
     mac,
     notifier,
     sources,
+    stage_clients,
 )
 from tests.unit.template.cfn import (
     ACCOUNT,
@@ -113,6 +115,12 @@ ADAPTER_MODULES = {
     "checks_store": checks_store,
     "check_runners": check_runners,
     "hook_clients": hook_clients,  # builds the clients, calls nothing: a call added there must be listed here
+    # A stage in another account (docs/accounts.md): these build the clients, call nothing themselves. The alarms,
+    # functions and deployments calls made through them act in the target account with the assumed role's
+    # credentials, so they are granted by accounts/target-account.yaml's TrainRole, derived from the same calls in
+    # tests/unit/test_accounts_template.py (TRAIN_CALLS); here only sts:AssumeRole (ReadStagesInTargetAccounts).
+    "accounts": accounts,
+    "stage_clients": stage_clients,
     "powertools_idempotency": powertools_idempotency,  # the hooks' idempotency records (Powertools, not ours)
     "powertools_secrets": powertools_secrets,  # sources' and notifier's secrets (Powertools Parameters, cached)
 }
@@ -180,6 +188,8 @@ ADAPTER_CALLS: dict[str, dict[str, str]] = {
     "checks_store": {"get_parameter": "ssm:GetParameter"},
     "check_runners": {"invoke": "lambda:InvokeFunction", "start_sync_execution": "states:StartSyncExecution"},
     "hook_clients": {},
+    "accounts": {},  # sts:AssumeRole is botocore's AssumeRoleCredentialFetcher's, not a call of ours
+    "stage_clients": {},
     "powertools_idempotency": {
         "get_item": "dynamodb:GetItem",
         "put_item": "dynamodb:PutItem",
@@ -739,7 +749,7 @@ def test_given_hook_subnets_when_the_hooks_are_read_then_they_join_the_vpc_with_
 
 def test_given_half_a_hook_vpc_config_when_deployed_then_a_template_rule_refuses_it_naming_the_other_half() -> None:
     # CloudFormation evaluates Rules before creating anything; Lambda needs subnets and security groups together.
-    rules = cfn_template()["Rules"]
+    rules = {k: r for k, r in cfn_template()["Rules"].items() if k.startswith("Hook")}
     pairs = {
         (
             r["RuleCondition"]["Fn::Not"][0]["Fn::EachMemberEquals"][0]["Ref"],
@@ -753,6 +763,47 @@ def test_given_half_a_hook_vpc_config_when_deployed_then_a_template_rule_refuses
     assert all(
         a["AssertDescription"].count("Hook") == 2 for r in rules.values() if r["RuleCondition"] for a in r["Assertions"]
     )
+
+
+def test_given_target_accounts_without_an_external_id_when_deployed_then_a_template_rule_refuses_it() -> None:
+    rule = cfn_template()["Rules"]["TargetAccountsNeedExternalId"]
+
+    assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AllowedTargetAccounts"}, ""]}]}
+    [assertion] = rule["Assertions"]
+    assert assertion["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "TargetAccountExternalId"}, ""]}]}
+
+
+# The handlers that read or move a stage's aliases, alarms or deployments: they build StageClients from this
+# environment, and only they may assume the target accounts' role.
+STAGE_MODULES = {"functions", "alarms", "deployments"}
+STAGE_ENVIRONMENT = {
+    "ACCOUNT_ID": {"Ref": "AWS::AccountId"},
+    "TARGET_ACCOUNT_ROLE_NAME": {"Ref": "TargetAccountRoleName"},
+    "TARGET_ACCOUNT_EXTERNAL_ID": {"Ref": "TargetAccountExternalId"},
+}
+
+
+@pytest.mark.parametrize("function", sorted(HANDLER_CALLS))
+def test_given_a_handler_when_it_reads_a_stage_then_it_has_the_target_account_environment_and_grant(
+    function: str,
+) -> None:
+    cfn = cfn_template()
+    variables = cfn["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {})
+    reads_a_stage = any(module in STAGE_MODULES for module, _, _ in HANDLER_CALLS[function])
+    resolver = Resolver(cfn, {"AllowedTargetAccounts": "222222222222"})
+    assumes = [
+        s
+        for policy in cfn["Resources"][f"{function}Role"]["Properties"].get("Policies", [])
+        for s in map(resolver.resolve, policy["PolicyDocument"]["Statement"])
+        if isinstance(s, dict) and s.get("Action") == "sts:AssumeRole"
+    ]
+
+    if reads_a_stage:  # the hooks are not among them: they run in the stage's own account (target-account.yaml)
+        assert {k: variables.get(k) for k in STAGE_ENVIRONMENT} == STAGE_ENVIRONMENT
+        assert len(assumes) == 1
+    else:
+        assert not (set(STAGE_ENVIRONMENT) - {"ACCOUNT_ID"}) & set(variables)
+        assert assumes == []
 
 
 # --- the schedule's role (docs/observability.md) --------------------------------------------------------------------

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import botocore.session
+from botocore.config import Config
 from botocore.credentials import (
     AssumeRoleCredentialFetcher,
     CredentialProvider,
@@ -65,6 +66,7 @@ class TargetAccounts:
         region: str | None = None,
         partition: str = "aws",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        config: Config | None = None,
     ) -> None:
         problems = []
         if not _ROLE_NAME.match(role_name):
@@ -80,6 +82,7 @@ class TargetAccounts:
         self._region = region or source.get_config_variable("region")
         self._partition = partition
         self._clock = clock
+        self._config = config  # the adapters' retry policy (adapters/aws.py), for the target accounts' clients too
         self._sessions: dict[str, botocore.session.Session] = {}
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
@@ -95,7 +98,7 @@ class TargetAccounts:
             key = (account, service)
             if key not in self._clients:
                 session = self._source if account == self._home else self._session_for(account)
-                self._clients[key] = session.create_client(service, region_name=self._region)
+                self._clients[key] = session.create_client(service, region_name=self._region, config=self._config)
             return self._clients[key]
 
     def _session_for(self, account: str) -> botocore.session.Session:

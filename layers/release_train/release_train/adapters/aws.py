@@ -9,6 +9,7 @@ import boto3
 from botocore.config import Config
 
 _CONFIG = Config(retries={"max_attempts": 8, "mode": "adaptive"}, connect_timeout=5, read_timeout=30)
+CONFIG = _CONFIG  # also for the clients of stages in other accounts (adapters/stage_clients.py)
 
 
 @cache

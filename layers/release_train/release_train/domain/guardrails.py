@@ -136,7 +136,6 @@ class Guardrails:
                     f"stages[{k}] ({stage.name}).account: '{stage.account}' is outside the stack's "
                     f"AllowedTargetAccounts ({bound})"
                 )
-            problems += self._unreadable(fleet, k)
         for where, project in fleet.projects():
             if not project.startswith(self.project_prefix):
                 problems.append(
@@ -152,22 +151,6 @@ class Guardrails:
                             f"FleetNamePrefix '{self.fleet_name_prefix}' (the train may read and move only those "
                             "functions' aliases, the hooks check only those)"
                         )
-        return problems
-
-    def _unreadable(self, fleet: Fleet, k: int) -> list[str]:
-        """Until the train reads a stage through its account's role (docs/accounts.md, "Not built yet"), it would read
-        (and roll back) same-named aliases and alarms in its own account: refuse what it would read there."""
-        stage = fleet.stages[k]
-        if stage.account in (None, self.account):
-            return []
-        why = f"the train cannot yet read account {stage.account} (docs/accounts.md, not built yet)"
-        problems = [f"stages[{k}] ({stage.name}).alarms: {why}; leave alarms out of this stage"] if stage.alarms else []
-        problems += [
-            f"services[{i}].deploy ({stage.name}): {why}: it would read and roll back aliases of this account "
-            "instead; leave `deploy` out or keep the stage in this account"
-            for i, service in enumerate(fleet.services)
-            if fleet.functions_for(service, stage.name)
-        ]
         return problems
 
     def check(self, fleet: Fleet, source: str) -> None:

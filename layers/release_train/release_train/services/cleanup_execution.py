@@ -21,6 +21,9 @@ from release_train.services.ports import (
     FunctionsPort,
     NotifierPort,
 )
+from release_train.services.stage_ports import PerAccount, per_account, stage_account
+
+WAIT_BUDGET_S = 120.0  # for all of a release's deployments to end after StopDeployment, shared by the accounts
 
 
 class CleanupService:
@@ -29,15 +32,15 @@ class CleanupService:
         ledger: Ledger,
         executions: ExecutionsPort,
         codebuild: CodeBuildPort,
-        deployments: DeploymentsPort,
-        functions: FunctionsPort,
+        deployments: DeploymentsPort | PerAccount[DeploymentsPort],
+        functions: FunctionsPort | PerAccount[FunctionsPort],
         notifier: NotifierPort,
         clock: ClockPort,
         metrics: MetricsPort | None = None,
     ) -> None:
         self._ledger, self._executions, self._codebuild = ledger, executions, codebuild
         self._metrics = metrics or NoMetrics()
-        self._deployments, self._notifier, self._clock = deployments, notifier, clock
+        self._deployments, self._notifier, self._clock = per_account(deployments), notifier, clock
         self._tracker = LiveTracker(ledger, functions)
 
     def cleanup(self, detail: dict[str, Any]) -> dict[str, Any]:
@@ -110,19 +113,28 @@ class CleanupService:
         return stopped
 
     def _stop_deployments(self, ctx: ReleaseContext, since: datetime) -> dict[str, str]:
-        """A stopped build leaves its CodeDeploy deployments running: stop them with rollback, wait until they end."""
-        functions = sorted(
-            {
-                f
-                for e in ctx.manifest
-                for stage in ctx.fleet.canary_stages(ctx.fleet.service(e.service))
-                for f in ctx.fleet.functions_for(ctx.fleet.service(e.service), stage)
-            }
-        )
-        if not functions:
-            return {}
-        running = self._deployments.in_flight(functions, since)
-        for deployment_id in running:
-            self._deployments.stop(deployment_id)
-        ended = self._deployments.wait_ended(sorted(running)) if running else {}
-        return {f"{running[d]} {d}": status for d, status in ended.items()}
+        """A stopped build leaves its CodeDeploy deployments running: stop them with rollback, wait until they end.
+        Each stage's deployments run in the stage's account (docs/accounts.md): one pass per account."""
+        by_account: dict[str | None, set[str]] = {}
+        for e in ctx.manifest:
+            service = ctx.fleet.service(e.service)
+            for stage in ctx.fleet.canary_stages(service):
+                by_account.setdefault(stage_account(ctx.fleet, stage), set()).update(
+                    ctx.fleet.functions_for(service, stage)
+                )
+        # Stop everywhere first, then wait: the accounts share one wait budget (the function's timeout is 300 s).
+        stopping: list[tuple[DeploymentsPort, dict[str, str]]] = []
+        for account, functions in sorted(by_account.items(), key=lambda item: item[0] or ""):
+            if not functions:
+                continue
+            deployments = self._deployments(account)
+            running = deployments.in_flight(sorted(functions), since)
+            for deployment_id in running:
+                deployments.stop(deployment_id)
+            if running:
+                stopping.append((deployments, running))
+        stopped: dict[str, str] = {}
+        for deployments, running in stopping:
+            ended = deployments.wait_ended(sorted(running), WAIT_BUDGET_S / len(stopping))
+            stopped |= {f"{running[d]} {d}": status for d, status in ended.items()}
+        return stopped

@@ -11,6 +11,7 @@ from release_train.adapters.metrics import MetricsPort, NoMetrics
 from release_train.domain.release import Evidence, GateBlocked, decide
 from release_train.services.context import ReleaseContext, build_id_from_cause, iso
 from release_train.services.ports import AlarmsPort, ClockPort, CodeBuildPort, NotifierPort
+from release_train.services.stage_ports import PerAccount, per_account
 
 
 class GateService:
@@ -18,12 +19,12 @@ class GateService:
         self,
         ledger: Ledger,
         codebuild: CodeBuildPort,
-        alarms: AlarmsPort,
+        alarms: AlarmsPort | PerAccount[AlarmsPort],
         notifier: NotifierPort,
         clock: ClockPort,
         metrics: MetricsPort | None = None,
     ) -> None:
-        self._ledger, self._codebuild, self._alarms = ledger, codebuild, alarms
+        self._ledger, self._codebuild, self._alarms = ledger, codebuild, per_account(alarms)
         self._notifier, self._clock = notifier, clock
         self._metrics = metrics or NoMetrics()
 
@@ -75,7 +76,8 @@ class GateService:
         if stage.alarms is not None:
             start = self._bake_started(release_id, stage_name) or now
             try:
-                evidence.alarms = self._alarms.evidence(stage.alarms, start, now)
+                # the stage's alarms are in the stage's account (docs/accounts.md)
+                evidence.alarms = self._alarms(stage.account).evidence(stage.alarms, start, now)
             except Exception as exc:
                 evidence.missing.append(f"alarms unreadable: {exc}")
 

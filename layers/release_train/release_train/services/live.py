@@ -12,21 +12,26 @@ from release_train.domain.live import AliasMove, Live, after_deploy, summary
 from release_train.domain.release import ManifestEntry
 from release_train.services.context import ReleaseContext, iso
 from release_train.services.ports import FunctionsPort
+from release_train.services.stage_ports import PerAccount, per_account, stage_account
 
 
 class LiveTracker:
-    def __init__(self, ledger: Ledger, functions: FunctionsPort) -> None:
-        self._ledger, self._functions = ledger, functions
+    def __init__(self, ledger: Ledger, functions: FunctionsPort | PerAccount[FunctionsPort]) -> None:
+        self._ledger, self._by_account = ledger, per_account(functions)
+
+    def _functions(self, ctx: ReleaseContext, stage: str) -> FunctionsPort:
+        """The stage's aliases live in the stage's account (docs/accounts.md): read and move them there."""
+        return self._by_account(stage_account(ctx.fleet, stage))
 
     def before_wave(self, ctx: ReleaseContext, stage: str, wave: int, entries: list[ManifestEntry]) -> None:
         """Journal each declared function's alias version before the wave deploys it."""
-        moves = []
+        moves, functions = [], self._functions(ctx, stage)
         for entry in entries:
             service = ctx.fleet.service(entry.service)
             if service.deploy is None:
                 continue
             for function in ctx.fleet.functions_for(service, stage):
-                before = self._functions.alias_version(function, service.deploy.alias)
+                before = functions.alias_version(function, service.deploy.alias)
                 moves.append(AliasMove(stage, entry.service, function, service.deploy.alias, wave, before))
         self._ledger.put_alias_moves(ctx.record.release_id, moves)
 
@@ -44,9 +49,9 @@ class LiveTracker:
     def _settle(
         self, ctx: ReleaseContext, stage: str, statuses: dict[str, str] | None, now: datetime, wave: int | None
     ) -> list[Live]:
-        release_id = ctx.record.release_id
+        release_id, functions = ctx.record.release_id, self._functions(ctx, stage)
         journal = [m for m in self._ledger.alias_moves(release_id, stage) if wave is None or m.wave == wave]
-        observed = [replace(m, after=self._functions.alias_version(m.function, m.alias)) for m in journal]
+        observed = [replace(m, after=functions.alias_version(m.function, m.alias)) for m in journal]
         # An alias found on a version neither this release nor its predecessor put there was moved by someone since:
         # the journal keeps the version this release deployed: a later rollback never takes the stranger's as its own.
         kept = [o for o, m in zip(observed, journal, strict=True) if m.after is None or o.after in (m.before, m.after)]
@@ -63,7 +68,7 @@ class LiveTracker:
                 continue
             before = _previous(record) if mine and record is not None else record
             versions = {
-                (m.function, str(m.after)): self._functions.commit_of(m.function, str(m.after))
+                (m.function, str(m.after)): functions.commit_of(m.function, str(m.after))
                 for m in moves
                 if m.after is not None
             }
@@ -78,15 +83,15 @@ class LiveTracker:
     def roll_back(self, ctx: ReleaseContext, stage: str, now: datetime) -> list[str]:
         """Point every alias this release moved in `stage` back to its previous version, newest wave first; skip (and
         say so) an alias someone else moved since. Returns what was done, one line per function."""
-        done, moves = [], []
+        done, moves, functions = [], [], self._functions(ctx, stage)
         for move in self.rollback_order(ctx.record.release_id, stage):
             if not move.moved or move.before is None:
                 continue
-            now_at = self._functions.alias_version(move.function, move.alias)
+            now_at = functions.alias_version(move.function, move.alias)
             if now_at != move.after:
                 done.append(f"{move.function}: not rolled back, its alias points to {now_at}, not {move.after}")
                 continue
-            self._functions.point(move.function, move.alias, move.before)
+            functions.point(move.function, move.alias, move.before)
             moves.append(move)
             done.append(f"{move.function}: {move.after} -> {move.before}")
         self.record_rollback(ctx, stage, moves, now)

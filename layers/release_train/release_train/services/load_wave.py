@@ -13,10 +13,11 @@ from release_train.events import InvalidEvent
 from release_train.services.context import ReleaseContext, guard
 from release_train.services.live import LiveTracker
 from release_train.services.ports import ClockPort, FunctionsPort
+from release_train.services.stage_ports import PerAccount
 
 
 class LoadWaveService:
-    def __init__(self, ledger: Ledger, functions: FunctionsPort, clock: ClockPort) -> None:
+    def __init__(self, ledger: Ledger, functions: FunctionsPort | PerAccount[FunctionsPort], clock: ClockPort) -> None:
         self._ledger, self._clock = ledger, clock
         self._tracker = LiveTracker(ledger, functions)
 

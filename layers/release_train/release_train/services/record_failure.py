@@ -12,6 +12,7 @@ from release_train.services.context import ReleaseContext, cause_text, live_item
 from release_train.services.ending import settle_live
 from release_train.services.live import LiveTracker
 from release_train.services.ports import ClockPort, ExecutionsPort, FunctionsPort, NotifierPort
+from release_train.services.stage_ports import PerAccount
 
 
 class RecordFailureService:
@@ -19,7 +20,7 @@ class RecordFailureService:
         self,
         ledger: Ledger,
         executions: ExecutionsPort,
-        functions: FunctionsPort,
+        functions: FunctionsPort | PerAccount[FunctionsPort],
         notifier: NotifierPort,
         clock: ClockPort,
         metrics: MetricsPort | None = None,

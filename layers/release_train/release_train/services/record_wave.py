@@ -18,6 +18,7 @@ from release_train.events import InvalidEvent
 from release_train.services.context import ReleaseContext, build_from_cause, build_id_from_cause
 from release_train.services.live import LiveTracker
 from release_train.services.ports import ClockPort, FunctionsPort
+from release_train.services.stage_ports import PerAccount
 
 SUMMARY_CHARS = 500  # a failed build's summary in the payload; the ledger keeps up to 2,000 characters
 
@@ -53,7 +54,11 @@ def summarise_failure(service: str, error: str, cause: str | None) -> dict[str, 
 
 class RecordWaveService:
     def __init__(
-        self, ledger: Ledger, functions: FunctionsPort, clock: ClockPort, metrics: MetricsPort | None = None
+        self,
+        ledger: Ledger,
+        functions: FunctionsPort | PerAccount[FunctionsPort],
+        clock: ClockPort,
+        metrics: MetricsPort | None = None,
     ) -> None:
         self._ledger, self._clock = ledger, clock
         self._metrics = metrics or NoMetrics()
