@@ -439,7 +439,7 @@ def test_given_a_fleet_over_cloudformations_resource_limit_then_refused_naming_t
     code, stdout, stderr = _run(str(fleet))
     line = " ".join(stderr.split())
     assert code == 2 and stdout == ""
-    assert "over CloudFormation's 500 per template" in line
+    assert "over CloudFormation's 500 per template" in line and "with --output-dir DIR" in line
 
 
 def test_given_o_file_then_the_template_is_written_there_and_stdout_stays_empty(
@@ -530,3 +530,258 @@ def test_given_no_stage_naming_a_deploy_role_then_no_external_id_is_asked_for(
     _, doc = example
 
     assert "TargetAccountExternalId" not in doc["Parameters"]
+
+
+# --- fleets beyond one template: a parent and its children (--output-dir) ---------------------------------------
+
+
+def _nested(fleet_text: str, tmp_path: Path, *args: str) -> tuple[Path, dict[str, str]]:
+    """Write the fleet, run --output-dir, and return the directory and its files' texts."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "fleet.yaml"
+    path.write_text(fleet_text)
+    out = tmp_path / "out"
+    code, stdout, stderr = _run(str(path), *TESTS_SOURCE, "--output-dir", str(out), *args)
+    assert (code, stdout) == (0, ""), stderr
+    return out, {f.name: f.read_text() for f in sorted(out.iterdir())}
+
+
+def _bench_fleet(services: int, stages: int = 2) -> dict[str, Any]:
+    """bench/train_bench.py's fleet: CodeCommit sources, one repository per service, test projects in each stage."""
+    doc: dict[str, Any] = {
+        "fleet": f"bench-{services}",
+        "defaults": {"approvers": ["arn:aws:iam::123456789012:role/ReleaseManager"]},
+        "stages": [
+            *(
+                {"name": f"stage-{k}", "bake": "PT1H", "test_project": f"train-e2e-stage-{k}"}
+                for k in range(stages - 1)
+            ),
+            {"name": "prod", "bake": "PT1H", "test_project": "train-e2e-prod", "approval": {"required": True}},
+        ],
+        "services": [
+            {"name": f"svc-{i:04d}", "source": {"codecommit": f"svc-{i:04d}", "branch": "release"}, "wave": 1 + i % 5}
+            for i in range(services)
+        ],
+    }
+    return doc
+
+
+def _load(text: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: 7 MB
+    return doc
+
+
+def _all_projects(texts: dict[str, str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for text in texts.values():
+        found |= _projects(_load(text))
+    return found
+
+
+def test_given_output_dir_then_the_parent_names_each_child_by_a_local_path_and_together_they_hold_every_project(
+    example: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    _, single = example
+    out, texts = _nested(FLEET.read_text(), tmp_path)
+    parent = yaml.safe_load(texts["projects.yaml"])
+    stacks = _of_type(parent, "AWS::CloudFormation::Stack")
+    assert sorted(s["Properties"]["TemplateURL"] for s in stacks.values()) == sorted(
+        f"./{name}" for name in texts if name != "projects.yaml"
+    )
+    # The same projects as the single template, property for property, but for how a child names its role.
+    merged = _all_projects(texts)
+    assert set(merged) == set(_projects(single))
+    for name, props in merged.items():
+        expected = dict(_projects(single)[name])
+        role = expected.pop("ServiceRole")["Fn::GetAtt"][0]
+        got = dict(props)
+        assert got.pop("ServiceRole") in ({"Fn::GetAtt": [role, "Arn"]}, {"Ref": f"{role}Arn"})
+        assert got == expected, name
+    # The roles, their policies and the test projects stay in the parent: one role per stage, as in one template.
+    assert set(_of_type(parent, "AWS::IAM::Role")) == {
+        "StagingBuildRole",
+        "StagingTestRole",
+        "ProdBuildRole",
+        "ProdTestRole",
+    }
+    assert set(_projects(parent)) == {"train-e2e-staging", "train-e2e-prod"}
+    for stack in stacks.values():
+        child = yaml.safe_load(texts[stack["Properties"]["TemplateURL"].removeprefix("./")])
+        # Every parameter a child declares, its parent passes; the roles by their ARNs.
+        assert set(stack["Properties"]["Parameters"]) == set(child["Parameters"])
+        assert stack["Properties"]["Parameters"]["ProdBuildRoleArn"] == {"Fn::GetAtt": ["ProdBuildRole", "Arn"]}
+        assert not _of_type(child, "AWS::IAM::Role") and not _of_type(child, "AWS::IAM::ManagedPolicy")
+    assert list(out.iterdir())
+
+
+def test_given_output_dir_then_cfn_lint_passes_the_parent_and_every_child(tmp_path: Path) -> None:
+    _, texts = _nested(FLEET.read_text(), tmp_path)
+    assert len(texts) > 2
+    for name, text in texts.items():
+        assert [str(m) for m in lint(text, regions=["us-east-1"])] == [], name
+    # The parent passes only because each Stack opts out of W3002 ("only works with package"), which is the point.
+    bare = texts["projects.yaml"].replace("ignore_checks:\n          - W3002", "ignore_checks: []")
+    assert bare != texts["projects.yaml"]
+    assert {m.rule.id for m in lint(bare, regions=["us-east-1"])} == {"W3002"}
+
+
+@pytest.mark.sam
+@pytest.mark.skipif(not SAM.exists(), reason="the SAM CLI venv (.venv-sam) is not installed")
+def test_given_output_dir_then_sam_validate_lint_passes_the_parent(tmp_path: Path) -> None:
+    out, _ = _nested(FLEET.read_text(), tmp_path)  # ~2.5 s measured
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"}
+    done = subprocess.run(
+        [str(SAM), "validate", "--lint", "-t", "projects.yaml"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=out,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "is a valid SAM Template" in done.stdout + done.stderr
+
+
+def test_given_a_service_added_then_only_its_child_and_the_parents_policies_change(tmp_path: Path) -> None:
+    raw = _bench_fleet(150)
+    _, before = _nested(yaml.safe_dump(raw), tmp_path / "before")
+    raw["services"].insert(0, {"name": "aaa-new", "source": {"codecommit": "aaa-new", "branch": "release"}, "wave": 1})
+    _, after = _nested(yaml.safe_dump(raw), tmp_path / "after")
+    changed = {name for name in after if after[name] != before.get(name)}
+    home = next(n for n, t in after.items() if n != "projects.yaml" and "train-aaa-new-prod" in t)
+    assert changed <= {"projects.yaml", home}
+    # No project moved: every other project is in the same child as before (a move would fail the update: the new
+    # child creates the project before the old one deletes it).
+    where = {
+        tag: {p: name for name, text in files.items() for p in _projects(yaml.safe_load(text))}
+        for tag, files in (("before", before), ("after", after))
+    }
+    assert {p: n for p, n in where["after"].items() if "aaa-new" not in p} == where["before"]
+    parent_before, parent_after = yaml.safe_load(before["projects.yaml"]), yaml.safe_load(after["projects.yaml"])
+    differs = {
+        k for k in parent_after["Resources"] if parent_after["Resources"][k] != parent_before["Resources"].get(k)
+    }
+    assert differs and all(k.startswith(("Stage0BuildRolePolicy", "ProdBuildRolePolicy", "Projects")) for k in differs)
+
+
+def test_given_a_child_left_empty_then_its_file_is_removed_and_other_files_are_kept(tmp_path: Path) -> None:
+    raw = _example_dict()
+    out, before = _nested(yaml.safe_dump(raw), tmp_path)
+    (out / "notes.yaml").write_text("mine\n")
+    (out / "projects-99.yaml").write_text("not generated\n")
+    catalog = next(n for n, t in before.items() if n != "projects.yaml" and "train-catalog-prod" in t)
+    raw["services"] = [s for s in raw["services"] if s["name"] != "catalog"]
+    (tmp_path / "fleet.yaml").write_text(yaml.safe_dump(raw))
+    code, _, stderr = _run(str(tmp_path / "fleet.yaml"), *TESTS_SOURCE, "--output-dir", str(out))
+    assert code == 0, stderr
+    left = {f.name for f in out.iterdir()}
+    assert catalog not in left and {"notes.yaml", "projects-99.yaml", "projects.yaml"} <= left
+    assert catalog not in (out / "projects.yaml").read_text()
+
+
+def test_given_o_and_output_dir_together_then_refused(tmp_path: Path) -> None:
+    code, _, stderr = _run(str(FLEET), *TESTS_SOURCE, "-o", str(tmp_path / "p.yaml"), "--output-dir", str(tmp_path))
+    assert code == 2 and "give one" in stderr and not (tmp_path / "p.yaml").exists()
+
+
+@pytest.fixture(scope="module")
+def bench_2000(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    tmp = tmp_path_factory.mktemp("bench")
+    (tmp / "fleet.yaml").write_text(yaml.safe_dump(_bench_fleet(2000)))
+    code, _, stderr = _run(str(tmp / "fleet.yaml"), *TESTS_SOURCE, "--output-dir", str(tmp / "out"))
+    assert code == 0, stderr
+    assert "grant name prefixes instead" in stderr  # 2,000 repositories: one ARN each would not fit
+    return {f.name: f.read_text() for f in sorted((tmp / "out").iterdir())}
+
+
+def test_given_2000_services_then_every_template_is_within_cloudformations_limits(bench_2000: dict[str, str]) -> None:
+    from trainctl.projects import MAX_RESOURCES, MAX_TEMPLATE_BYTES
+
+    assert len(_all_projects(bench_2000)) == 2000 * 2 + 2
+    for name, text in bench_2000.items():
+        doc = _load(text)
+        assert len(doc["Resources"]) <= MAX_RESOURCES and len(text.encode()) <= MAX_TEMPLATE_BYTES, name
+        assert len(doc.get("Parameters", {})) <= 200 and len(doc.get("Outputs", {})) <= 200, name
+    assert [str(m) for m in lint(bench_2000["projects-01.yaml"], regions=["us-east-1"])] == []
+
+
+def test_given_2000_services_then_one_role_a_stage_reaches_every_own_repository_and_report_group_and_no_more(
+    bench_2000: dict[str, str],
+) -> None:
+    import fnmatch
+
+    from trainctl.projects import MAX_POLICIES_PER_ROLE, MAX_POLICY, policy_size
+
+    parent = _load(bench_2000["projects.yaml"])
+    assert set(_of_type(parent, "AWS::IAM::Role")) == {
+        "Stage0BuildRole",
+        "Stage0TestRole",
+        "ProdBuildRole",
+        "ProdTestRole",
+    }
+    assert parent["Metadata"]["ReleaseTrain"]["CompactedGrants"] == {"ProdBuildRole": 7, "Stage0BuildRole": 7}
+    for role_id, stage, other in (("ProdBuildRole", "prod", "stage-0"), ("Stage0BuildRole", "stage-0", "prod")):
+        arns = parent["Resources"][role_id]["Properties"]["ManagedPolicyArns"]
+        assert len(arns) <= MAX_POLICIES_PER_ROLE
+        for ref in arns:
+            assert policy_size(parent["Resources"][ref["Ref"]]["Properties"]["PolicyDocument"]) <= MAX_POLICY
+        statements = _statements(parent, role_id)
+
+        def granted(statements: list[dict[str, Any]], sid: str) -> list[str]:
+            return [
+                r["Fn::Sub"].rsplit(":", 1)[1]
+                for s in statements
+                if s["Sid"] == sid and s["Effect"] == "Allow"
+                for r in s["Resource"]
+                if "Fn::Sub" in r
+            ]
+
+        reports, repos = granted(statements, "OwnReportGroups"), granted(statements, "SourceRead")
+        assert len(repos) == 200 and "svc-000*" in repos  # 2,000 ARNs would not fit; 200 prefixes do
+        for i in range(2000):
+            assert any(fnmatch.fnmatchcase(f"svc-{i:04d}", p) for p in repos)
+            own = f"report-group/train-svc-{i:04d}-{stage}-unit"
+            assert any(fnmatch.fnmatchcase(own, p) for p in reports), own
+            theirs = f"report-group/train-svc-{i:04d}-{other}-unit"
+            assert not any(fnmatch.fnmatchcase(theirs, p) for p in reports), theirs
+        # The gate's evidence stays out of reach whatever a prefix matches.
+        (deny,) = [s for s in statements if s["Effect"] == "Deny"]
+        assert deny["Sid"] == "NotTheTestReports" and "codebuild:BatchPutTestCases" in deny["Action"]
+        assert {r["Fn::GetAtt"][0] for r in deny["Resource"]} == {
+            logical_id("Reports", "train-e2e-prod"),
+            logical_id("Reports", "train-e2e-stage-0"),
+        }
+
+
+def test_given_a_fleet_too_large_even_for_children_then_refused_naming_the_quota(tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(yaml.safe_dump(_bench_fleet(2000, stages=10)))
+    code, stdout, stderr = _run(str(fleet), *TESTS_SOURCE, "--output-dir", str(tmp_path / "out"))
+    line = " ".join(stderr.split())
+    assert code == 2 and stdout == "" and not (tmp_path / "out").exists()
+    assert "over CloudFormation's 500 per template" in line and "with 10 stages" in line
+
+
+def test_the_sandbox_registers_a_large_fleets_projects_from_the_parent_and_its_children() -> None:
+    from release_train.domain.fleet import Fleet
+    from trainctl.projects import register_stack, sandbox_templates
+
+    class Registry:
+        def __init__(self) -> None:
+            self.projects: dict[str, tuple[str, str | None, int | None]] = {}
+
+        def register_project(
+            self, project: str, stage: str, service: str | None, queued_timeout_minutes: int | None = None
+        ) -> None:
+            self.projects[project] = (stage, service, queued_timeout_minutes)
+
+    parsed = Fleet.model_validate(_bench_fleet(2000))
+    doc, children = sandbox_templates(parsed, "train-", "release-train-tests")
+    assert len(children) > 1  # 4,002 projects are beyond one template
+    registry = Registry()
+    created = register_stack(registry, doc, children, {"QueuedTimeoutInMinutes": "30"})
+    assert len(created) == len(set(created)) == 2000 * 2 + 2
+    assert set(registry.projects) == {p for _, p in parsed.projects()}
+    assert registry.projects["train-svc-1234-prod"] == ("prod", "svc-1234", 30)  # the parent's value reached a child
+    assert registry.projects["train-e2e-prod"] == ("prod", None, 30)

@@ -254,11 +254,16 @@ class _Run:
                     boto3.client("secretsmanager").create_secret(
                         Name=source.token_secret, SecretString="ghp_sandbox_token"
                     )
-            for stage in fleet.stages:
-                world.codebuild.register_project(fleet.project_for(service, stage.name), stage.name, service.name)
-        for stage in fleet.stages:
-            if stage.test_project:
-                world.codebuild.register_project(stage.test_project, stage.name, None)
+        # The projects as an operator creates them: the template(s) `trainctl fleet projects` makes for this fleet and
+        # the stack's ProjectPrefix (docs/onboarding.md), test projects from a CodeCommit repository, the scenario's
+        # queued timeout as the template's parameter. moto's CloudFormation cannot create them: register_stack does.
+        from trainctl.projects import register_stack, sandbox_templates
+        from trainctl.sandbox.stack import template_parameters
+
+        project_prefix = template_parameters(self.root, scenario.parameters)["ProjectPrefix"]
+        doc, children = sandbox_templates(fleet, project_prefix, "release-train-tests")
+        queued = {"QueuedTimeoutInMinutes": str(scenario.codebuild.queued_timeout_minutes)}
+        register_stack(world.codebuild, doc, children, queued)
         world.codedeploy.prepare(
             self.root, self.stack.physical("PreTrafficFunction"), self.stack.physical("PostTrafficFunction"), baseline
         )
