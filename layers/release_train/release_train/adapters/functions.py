@@ -6,8 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from release_train.adapters.aws import error_code
 from release_train.domain.live import commit_in
 
@@ -32,13 +30,8 @@ class Functions:
 
     def alias_version(self, function: str, alias: str) -> str | None:
         """The version the alias points to; None when the function or alias does not exist (yet)."""
-        try:
-            answer = self._c.get_alias(FunctionName=function, Name=alias)
-        except Exception as exc:
-            if error_code(exc) == "ResourceNotFoundException":
-                return None
-            raise
-        return str(answer["FunctionVersion"])
+        now = self.alias_now(function, alias)
+        return now.version if now else None
 
     def commit_of(self, function: str, version: str) -> str | None:
         """The commit named in the version's description (SAM VersionDescription set by the buildspec), if any."""
@@ -52,14 +45,14 @@ class Functions:
 
     def point(self, function: str, alias: str, version: str) -> None:
         """All traffic of the alias to `version` (an empty routing config ends any weighted shift)."""
-        self._c.update_alias(
-            FunctionName=function, Name=alias, FunctionVersion=version, RoutingConfig={"AdditionalVersionWeights": {}}
-        )
+        self.point_if(function, alias, version, None)
 
     def alias_now(self, function: str, alias: str) -> AliasNow | None:
+        """GetAlias: the version, a traffic shift's weights and the RevisionId; None when the function or alias does
+        not exist (yet)."""
         try:
             answer = self._c.get_alias(FunctionName=function, Name=alias)
-        except ClientError as exc:
+        except Exception as exc:
             if error_code(exc) == "ResourceNotFoundException":
                 return None
             raise
@@ -68,8 +61,9 @@ class Functions:
                         answer.get("RevisionId"))  # fmt: skip
 
     def point_if(self, function: str, alias: str, version: str, revision_id: str | None) -> None:
-        """`point`, refused by Lambda with PreconditionFailedException when the alias changed since `revision_id` was
-        read ("The RevisionId provided does not match the latest RevisionId", UpdateAlias API reference)."""
+        """All traffic of the alias to `version`. With `revision_id`, Lambda refuses it (PreconditionFailedException)
+        when the alias changed since that was read ("The RevisionId provided does not match the latest RevisionId",
+        UpdateAlias API reference)."""
         conditional = {"RevisionId": revision_id} if revision_id else {}
         self._c.update_alias(
             FunctionName=function,

@@ -137,6 +137,12 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
 
+def _ordered(prefix: str, now: datetime) -> str:
+    """A sort key in write order: the second, then a counter for the order within it, then a random part so two
+    cold-started writers (both counting from 0) never collide."""
+    return f"{prefix}#{_iso(now)}#{next(_event_counter):06d}#{uuid.uuid4().hex[:8]}"
+
+
 def _plain(value: Any) -> Any:
     """DynamoDB numbers come back as Decimal; JSON and callers want int/float."""
     return json.loads(json.dumps(value, default=lambda d: int(d) if d == int(d) else float(d)))
@@ -634,30 +640,13 @@ class Ledger:
         self._audit(fleet, "hold_removed", hold, now, {"was": old["reason"] if old else None})
 
     def _audit(self, fleet: str, action: str, hold: Hold, now: datetime, extra: dict[str, Any] | None = None) -> None:
-        self._t.put_item(
-            Item={
-                "PK": f"FLEET#{fleet}",
-                "SK": f"AUDIT#{_iso(now)}#{next(_event_counter):06d}#{uuid.uuid4().hex[:8]}",  # as EVENT# keys
-                "action": action,
-                "scope": hold.scope,
-                "reason": hold.reason,
-                "by": hold.by,
-                "identity": hold.identity,
-                "at": _iso(now),
-                **(extra or {}),
-            }
-        )
+        fields = {"scope": hold.scope, "reason": hold.reason, "by": hold.by, "identity": hold.identity}
+        self.audit_action(fleet, action, {**fields, **(extra or {})}, now)
 
     def audit_action(self, fleet: str, action: str, fields: dict[str, Any], now: datetime) -> None:
-        """An operator action that is not a hold (break glass), kept beside the holds' records."""
+        """An operator action on the fleet (a hold put or lifted, break glass), in the order it happened."""
         self._t.put_item(
-            Item={
-                "PK": f"FLEET#{fleet}",
-                "SK": f"AUDIT#{_iso(now)}#{next(_event_counter):06d}#{uuid.uuid4().hex[:8]}",
-                "action": action,
-                "at": _iso(now),
-                **fields,
-            }
+            Item={"PK": f"FLEET#{fleet}", "SK": _ordered("AUDIT", now), "action": action, "at": _iso(now), **fields}
         )
 
     def audit(self, fleet: str) -> list[dict[str, Any]]:
@@ -674,8 +663,7 @@ class Ledger:
         self._t.put_item(
             Item={
                 "PK": f"RELEASE#{release_id}",
-                # counter: write order within a second; random: two cold-started writers (both at 0) never collide
-                "SK": f"EVENT#{_iso(now)}#{next(_event_counter):06d}#{uuid.uuid4().hex[:8]}",
+                "SK": _ordered("EVENT", now),
                 "kind": kind,
                 "at": _iso(now),
                 "detail": json.dumps(detail, default=str),
