@@ -18,6 +18,7 @@ from release_train.domain.release import Status
 from tests.conftest import ROOT
 from tests.unit.adapters.ledger_table import TABLE_NAME, all_items, create_ledger_table
 from tests.unit.adapters.loopback import Loopback, loopback_server
+from tests.unit.operator_world import train_machine
 from trainctl.cli import main
 
 FLEET_FILE = ROOT / "fleet.yaml"
@@ -307,11 +308,7 @@ def test_given_an_invalid_fleet_when_pushed_then_nothing_is_written(tmp_path: Pa
 
 def test_given_a_running_train_when_cancelled_then_the_execution_is_stopped_with_the_reason(ledger: Ledger) -> None:
     sfn = boto3.client("stepfunctions", region_name="us-east-1")
-    machine = sfn.create_state_machine(
-        name="ReleaseTrain-rt",
-        definition=json.dumps({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 600, "End": True}}}),
-        roleArn="arn:aws:iam::123456789012:role/sfn",
-    )["stateMachineArn"]
+    machine = train_machine(sfn)
     arn = sfn.start_execution(stateMachineArn=machine, name="train-1")["executionArn"]
     for _ in range(6000):  # a running train: it has reached its Wait (a generous bound: a defect guard, not a timing)
         if any(e["type"] == "WaitStateEntered" for e in sfn.get_execution_history(executionArn=arn)["events"]):

@@ -21,6 +21,7 @@ from release_train.domain.release import ManifestEntry, Status
 from tests.conftest import ROOT
 from tests.unit.adapters.ledger_table import TABLE_NAME, create_ledger_table
 from tests.unit.adapters.loopback import loopback_server
+from tests.unit.operator_world import train_machine, without_credentials
 from trainctl import cli, convention
 from trainctl.cli import main
 from trainctl.watch import watch_release
@@ -65,11 +66,7 @@ class World:
 def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     with mock_aws():  # executions stay RUNNING until stopped: no interpreter, no wall time
         sfn = boto3.client("stepfunctions", region_name="us-east-1")
-        machine = sfn.create_state_machine(
-            name="ReleaseTrain-rt",
-            definition=json.dumps({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 600, "End": True}}}),
-            roleArn="arn:aws:iam::123456789012:role/sfn",
-        )["stateMachineArn"]
+        machine = train_machine(sfn)
         cloudformation = boto3.client("cloudformation", region_name="us-east-1")
         cloudformation.create_stack(
             StackName="release-train",
@@ -708,11 +705,7 @@ def test_given_a_hold_when_unhold_runs_then_it_is_lifted_and_the_audit_says_who_
 def test_given_no_credentials_when_any_aws_command_runs_then_exit_3_says_how_to_get_them(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    without_credentials(monkeypatch, tmp_path)
 
     commands = [("status",), ("history",), ("show", "r"), ("cancel", "r", "--reason", "x"), ("start", "--reason", "x")]
     for args in commands:

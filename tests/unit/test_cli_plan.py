@@ -24,6 +24,7 @@ from release_train.domain.live import UNKNOWN, Live
 from release_train.domain.release import Hold, Status
 from tests.conftest import ROOT
 from tests.unit.adapters.ledger_table import all_items, create_ledger_table
+from tests.unit.operator_world import train_machine
 from trainctl import cli, convention
 from trainctl.cli import main
 from trainctl.sandbox import emulators
@@ -107,11 +108,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     try:
         with mock_aws():
             sfn = boto3.client("stepfunctions", region_name="us-east-1")
-            machine = sfn.create_state_machine(
-                name="ReleaseTrain-rt",
-                definition=json.dumps({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 600, "End": True}}}),
-                roleArn="arn:aws:iam::123456789012:role/sfn",
-            )["stateMachineArn"]
+            machine = train_machine(sfn)
             cloudformation = boto3.client("cloudformation", region_name="us-east-1")
             cloudformation.create_stack(
                 StackName="release-train",

@@ -23,6 +23,7 @@ from release_train.domain.fleet import parse_fleet
 from release_train.domain.live import AliasMove, Live
 from release_train.domain.release import ManifestEntry, Status
 from tests.unit.adapters.ledger_table import TABLE_NAME, create_ledger_table
+from tests.unit.operator_world import without_credentials
 from trainctl import cli, convention
 from trainctl.cli import main
 from trainctl.sandbox import moto_fixes
@@ -461,11 +462,7 @@ def test_given_an_unknown_release_when_rolled_back_then_exit_3_says_how_to_find_
 def test_given_no_credentials_when_rolled_back_then_exit_3_says_how_to_get_them(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    without_credentials(monkeypatch, tmp_path)
 
     code, stdout, stderr = _run(RELEASE, "--reason", "x")
 
