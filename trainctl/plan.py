@@ -18,7 +18,7 @@ from rich.table import Table
 
 from release_train.domain.errors import InvalidInput
 from release_train.domain.fleet import Fleet
-from release_train.domain.release import ExecutionInput, parse_execution_input
+from release_train.domain.release import ExecutionInput, blocking_holds, parse_execution_input
 from trainctl import cli
 from trainctl.cli import _aws_options, main
 from trainctl.convention import (
@@ -154,7 +154,7 @@ def _preview(
     if not rows:
         blocked.append({"kind": "nothing_to_release", "reason": preview.nothing_reason(fleet, riding.baseline_id)})
     else:
-        for hold in preview.blocking_holds(ledger.holds(fleet.fleet), riding_names):
+        for hold in blocking_holds(ledger.holds(fleet.fleet), riding_names):
             where = "the fleet" if hold.scope == "*" else hold.scope
             blocked.append(
                 {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -177,6 +178,12 @@ class Hold:
     reason: str
     by: str  # the name a person gave
     identity: str = ""  # the IAM principal that put it (STS GetCallerIdentity), beside the name
+
+
+def blocking_holds(holds: Iterable[Hold], riding: Collection[str]) -> list[Hold]:
+    """The holds that keep a release of `riding` from entering a stage or starting a wave: on the fleet, or on a
+    riding service (services/context.py's guard; `trainctl plan` previews it)."""
+    return [h for h in holds if h.scope == "*" or h.scope in riding]
 
 
 @dataclass

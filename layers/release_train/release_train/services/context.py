@@ -8,7 +8,7 @@ from typing import Any
 
 from release_train.adapters.ledger import Ledger, ReleaseRecord
 from release_train.domain.fleet import Fleet, utc
-from release_train.domain.release import ManifestEntry
+from release_train.domain.release import ManifestEntry, blocking_holds
 from release_train.events import InvalidEvent
 from release_train.services.ports import NotifierPort
 
@@ -100,7 +100,7 @@ def guard(ctx: ReleaseContext, holds: list[Any], now: datetime, what: str) -> st
     """Why `what` (a stage being entered, a wave starting) must not happen now: a hold on the fleet or on a riding
     service, or a freeze window. None when it may."""
     riding = {e.service for e in ctx.manifest}
-    blocking = [h for h in holds if h.scope == "*" or h.scope in riding]
+    blocking = blocking_holds(holds, riding)
     if blocking:
         hold = blocking[0]
         target = "the fleet" if hold.scope == "*" else hold.scope

@@ -4,7 +4,6 @@ checks below) to preview a train without starting one, so both apply the same ru
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -12,7 +11,7 @@ from typing import Protocol
 from release_train.adapters.sources import SourceRejected, describe
 from release_train.domain.fleet import Fleet, Source
 from release_train.domain.live import UNKNOWN, Live
-from release_train.domain.release import Change, ExecutionInput, Hold, select_services
+from release_train.domain.release import Change, ExecutionInput, select_services
 from release_train.services.context import iso
 from release_train.services.ports import SourcesPort
 
@@ -80,9 +79,3 @@ def nothing_reason(fleet: Fleet, baseline_id: str | None) -> str:
     return (
         f"no service's head differs from what {fleet.stages[-1].name} runs (last release {baseline_id or 'none yet'})"
     )
-
-
-def blocking_holds(holds: Sequence[Hold], riding: Sequence[str]) -> list[Hold]:
-    """The holds that keep a release of `riding` from starting its first wave: on the fleet, or on a riding service
-    (LoadWave's and RequestApproval's guard, services/context.py)."""
-    return [h for h in holds if h.scope == "*" or h.scope in riding]
