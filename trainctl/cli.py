@@ -547,14 +547,10 @@ def _break_glass(target: Any, request: dict[str, Any], reason: str, release_id: 
         )
     if len(reason) < 10:
         raise CommandError("--reason: break glass needs at least 10 characters saying why (it is audited)", USAGE)
-    credentials = target.session.get_credentials()
-    if credentials is None:
-        raise CommandError("no AWS credentials found: run `aws configure` or `aws sso login`, or pass --profile", AWS)
     body: dict[str, Any] = {"action": "start", "skip": ["bake"], "reason": reason, "services": request["services"]}
     if release_id:
         body["release_id"] = release_id
-    region = FunctionUrl.region_of(url, target.session.region_name or "us-east-1")
-    answered = FunctionUrl(url, credentials, region).post(body, "break-glass")
+    answered = FunctionUrl.signed_by(url, target.session).post(body, "break-glass")
     if answered.status != 200:
         # 403: Lambda refused the caller (no BreakGlassPolicy) or the function did; 400: invalid; else AWS.
         code = {403: FAILED, 400: USAGE}.get(answered.status, AWS)
@@ -612,13 +608,7 @@ def _answer(
     with guarded():
         session = _session(profile, region)
         target = url or _stack(session, stack_name).output("ApprovalsUrl")
-        credentials = session.get_credentials()
-        if credentials is None:
-            raise CommandError(
-                "no AWS credentials found: run `aws configure` or `aws sso login`, or pass --profile", AWS
-            )
-        region_name = Approvals.region_of(target, session.region_name or "us-east-1")
-        answered = Approvals(target, credentials, region_name).answer(release_id, stage, approve, reason, by)
+        answered = Approvals.signed_by(target, session).answer(release_id, stage, approve, reason, by)
     body = answered.body
     if answered.status == 200:
         emit(

@@ -7,7 +7,7 @@ import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import requests
@@ -87,6 +87,14 @@ class FunctionUrl:
     def __init__(self, url: str, credentials: Any, region: str, http: requests.Session | None = None) -> None:
         self._url, self._credentials, self._region = url, credentials, region
         self._http = http or requests.Session()
+
+    @classmethod
+    def signed_by(cls, url: str, session: Any) -> Self:
+        """Signed with the session's credentials, for the region the URL names (else the session's)."""
+        credentials = session.get_credentials()
+        if credentials is None:
+            raise TargetError("no AWS credentials found: run `aws configure` or `aws sso login`, or pass --profile")
+        return cls(url, credentials, cls.region_of(url, session.region_name or "us-east-1"))
 
     @staticmethod
     def region_of(url: str, fallback: str) -> str:
