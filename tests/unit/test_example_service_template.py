@@ -5,6 +5,8 @@ stack (template.yaml) creates."""
 from __future__ import annotations
 
 import copy
+import fnmatch
+import json
 import os
 import re
 import subprocess
@@ -21,6 +23,7 @@ from samtranslator.yaml_helper import yaml_parse
 from release_train.domain.checks import CheckSuite, HookPhase, parse_check_suite
 from release_train.domain.live import commit_in
 from tests.conftest import ROOT
+from tests.unit import example_stack
 
 SERVICE = ROOT / "examples" / "company-service"
 TEMPLATE = SERVICE / "template.yaml"
@@ -247,3 +250,92 @@ def test_given_a_config_env_of_the_example_when_its_hooks_are_resolved_then_they
             "PreTraffic": f"CodeDeployHook_{train_stack}_PreTraffic",
             "PostTraffic": f"CodeDeployHook_{train_stack}_PostTraffic",
         }, alias
+
+
+# --- what a stage keeps when its stack goes, and the secret it reads --------------------------------------------------
+
+
+def test_given_the_template_when_read_then_language_extensions_runs_before_the_sam_transform() -> None:
+    # SAM refuses a DeletionPolicy that is not a string, so LanguageExtensions must resolve it first.
+    assert _template()["Transform"] == ["AWS::LanguageExtensions", "AWS::Serverless-2016-10-31"]
+
+
+@pytest.mark.parametrize(
+    ("env", "policy"), [("default", "Delete"), ("preview", "Delete"), ("staging", "Retain"), ("prod", "Retain")]
+)
+def test_given_a_config_env_when_its_stack_is_deleted_or_the_table_replaced_then_only_staging_and_prod_keep_it(
+    env: str, policy: str
+) -> None:
+    table = example_stack.resource_as_deployed("CompanyTable", env)
+
+    assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == (policy, policy)
+
+
+@pytest.mark.parametrize("env", ["default", "staging", "prod", "preview"])
+def test_given_a_config_env_when_deployed_then_it_names_its_own_stage_secret_and_never_a_value(env: str) -> None:
+    values = example_stack.parameters(env)
+
+    assert values["WebhookSecretName"] == f"company-service/{values['Stage']}/webhook"
+    assert re.fullmatch(_template()["Parameters"]["WebhookSecretName"]["AllowedPattern"], values["WebhookSecretName"])
+
+
+def _roles_statements(parameters: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """Each function role's IAM statements after the SAM transform (resources as SAM writes them)."""
+    template = copy.deepcopy(yaml_parse(TEMPLATE.read_text()))
+    template["Globals"]["Function"]["CodeUri"] = "s3://artifacts/code.zip"
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    cfn = transform(template, parameters, _NoManagedPolicies())
+    return {
+        logical_id: [
+            s for policy in resource["Properties"].get("Policies", []) for s in policy["PolicyDocument"]["Statement"]
+        ]
+        for logical_id, resource in cfn["Resources"].items()
+        if resource["Type"] == "AWS::IAM::Role"
+    }
+
+
+def _resolved_sub(node: Any, variables: dict[str, str]) -> str:
+    """A (nested) Fn::Sub with every ${name} from `variables` or the Fn::Sub's own map."""
+    body = node["Fn::Sub"]
+    if isinstance(body, list):
+        text, local = body[0], {k: _resolved_sub(v, variables) for k, v in body[1].items()}
+        return _sub(text, variables | local)
+    return _sub(body, variables)
+
+
+@pytest.mark.parametrize("env", ["staging", "prod", "preview"])
+def test_given_a_stage_when_transformed_then_only_create_may_read_a_secret_and_only_that_stage_secret(env: str) -> None:
+    values = example_stack.parameters(env)
+    roles = _roles_statements(values)
+    arn = "arn:aws:secretsmanager:eu-west-1:111111111111:secret:"
+
+    reading = {
+        role: [s for s in statements if any(a.startswith("secretsmanager:") for a in s["Action"])]
+        for role, statements in roles.items()
+    }
+    assert {role for role, found in reading.items() if found} == {"CreateCompanyFunctionRole"}
+    [statement] = reading["CreateCompanyFunctionRole"]
+    assert statement["Action"] == ["secretsmanager:GetSecretValue"]
+    pseudo = {"AWS::Partition": "aws", "AWS::Region": "eu-west-1", "AWS::AccountId": "111111111111"}
+    pattern = _resolved_sub(statement["Resource"], pseudo | values)
+    # IAM's "?" is one character: the secret's ARN (name, "-", 6 random characters) and nothing else.
+    assert fnmatch.fnmatchcase(f"{arn}company-service/{values['Stage']}/webhook-AbC123", pattern)
+    for other in (
+        f"{arn}company-service/{values['Stage']}/webhook-old-AbC123",
+        f"{arn}company-service/{values['Stage']}/webhook2-AbC123",
+        f"{arn}company-service/qa/webhook-AbC123",
+        f"{arn}company-service/{values['Stage']}/webhook-AbC12",
+    ):
+        assert not fnmatch.fnmatchcase(other, pattern), other
+
+
+def test_given_the_functions_when_read_then_only_create_gets_the_secret_name_and_nothing_resolves_a_value() -> None:
+    functions = _resources("AWS::Serverless::Function")
+
+    assert functions["CreateCompanyFunction"]["Properties"]["Environment"]["Variables"] == {
+        "WEBHOOK_SECRET_NAME": {"Ref": "WebhookSecretName"}
+    }
+    assert all("Environment" not in f["Properties"] for name, f in functions.items() if name != "CreateCompanyFunction")
+    assert "WEBHOOK_SECRET_NAME" not in str(_template()["Globals"])
+    # A dynamic reference would put the value into the function's configuration (lambda:GetFunctionConfiguration).
+    assert "{{resolve:" not in json.dumps(_template())  # comments aside

@@ -18,6 +18,7 @@ import pytest
 from moto import mock_aws
 
 from tests.conftest import ROOT
+from tests.unit import example_stack
 
 SCRIPT = ROOT / "scripts" / "preview" / "preview.py"
 
@@ -179,6 +180,35 @@ def test_given_a_stack_with_a_retained_table_when_listed_then_only_that_table_is
     # The body as a string (another SDK, or botocore leaving it alone) reads the same.
     as_string = {**template, "TemplateBody": json.dumps(template["TemplateBody"])}
     assert preview.retained_resources(as_string, resources) == retained
+
+
+def _example_table_stack(cloudformation: Any, env: str, stack: str) -> None:
+    """A stack holding the example's CompanyTable as `env` deploys it: its DeletionPolicy and UpdateReplacePolicy
+    resolved for the stage, as AWS::LanguageExtensions does before the stack is created (moto runs no transforms)."""
+    table = example_stack.resource_as_deployed("CompanyTable", env)
+    body = {"Resources": {"CompanyTable": table}, "Outputs": {"CompanyTableName": {"Value": {"Ref": "CompanyTable"}}}}
+    cloudformation.create_stack(StackName=stack, TemplateBody=json.dumps(body))
+
+
+@pytest.mark.parametrize(("env", "left"), [("preview", 0), ("staging", 1), ("prod", 1)])
+def test_given_the_example_table_of_a_stage_when_its_stack_is_deleted_then_only_staging_and_prod_keep_it(
+    cloudformation: Any, env: str, left: int
+) -> None:
+    stack = "svc-company-pr-7"
+    _example_table_stack(cloudformation, env, stack)
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    before = set(dynamodb.list_tables()["TableNames"])
+    outputs = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]["Outputs"]
+    table = next(o["OutputValue"] for o in outputs if o["OutputKey"] == "CompanyTableName")
+    template = _as_cli_json(cloudformation.get_template(StackName=stack, TemplateStage="Processed"))
+    resources = _as_cli_json(cloudformation.list_stack_resources(StackName=stack))
+
+    retained = preview.retained_resources(template, resources)  # what the teardown job warns about and comments
+    cloudformation.delete_stack(StackName=stack)
+
+    assert [r.line() for r in retained] == [f"AWS::DynamoDB::Table CompanyTable {table} (DeletionPolicy Retain)"] * left
+    assert table in before
+    assert (table in dynamodb.list_tables()["TableNames"]) is bool(left)  # a closed PR's preview leaves no table
 
 
 def test_given_a_yaml_template_body_when_listing_retained_resources_then_the_processed_stage_is_asked_for() -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ from aws_lambda_powertools.event_handler.exceptions import BadRequestError, NotF
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from company_api import repository
+from company_api import repository, webhook
 from company_api.models import Company, CompanyIn
 
 logger = Logger()
@@ -37,10 +38,16 @@ def _now() -> str:
 @app.post("/companies")
 def create_company() -> Response[dict[str, Any]]:
     data = _body()
+    subscriber = webhook.subscriber()  # before the write: a stage without its webhook secret stores nothing
     now = _now()
     company = Company(id=str(uuid.uuid4()), created_at=now, updated_at=now, **data.model_dump())
     repository.put_new(company)
     logger.info("company created", extra={"company_id": company.id})
+    delivery = webhook.deliver(subscriber, "company.created", company.model_dump(mode="json"))
+    if delivery.ok:
+        logger.info("webhook delivered", extra=asdict(delivery))
+    else:
+        logger.warning("webhook delivery failed", extra=asdict(delivery))
     return Response(status_code=201, content_type="application/json", body=company.model_dump(mode="json"))
 
 
