@@ -36,7 +36,7 @@ typecheck: $(VENV)/.installed
 	for d in functions/*/; do $(VENV)/bin/mypy --no-incremental "$$d/app.py" || exit 1; done
 
 test: $(VENV)/.installed $(SAM_VENV)/.installed lint typecheck
-	PATH="$(RUNTIME_PATH)$$PATH" SAM_CLI_TELEMETRY=0 $(VENV)/bin/python -m pytest -n 2 -q
+	PATH="$(RUNTIME_PATH)$$PATH" SAM_CLI_TELEMETRY=0 $(VENV)/bin/python -m pytest -n 2 --dist loadgroup -q
 
 unit: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -q tests/unit

@@ -747,7 +747,12 @@ class ProjectRegistry(Protocol):
     """The sandbox's CodeBuild emulator (trainctl/sandbox/codebuild.py), as far as creating projects goes."""
 
     def register_project(
-        self, project: str, stage: str, service: str | None, queued_timeout_minutes: int | None = None
+        self,
+        project: str,
+        stage: str,
+        service: str | None,
+        queued_timeout_minutes: int | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> None: ...
 
 
@@ -777,6 +782,8 @@ def register_projects(
             str(variables["STAGE"]),
             tags.get("release-train:service"),
             int(value(props["QueuedTimeoutInMinutes"])),
+            # what the sandbox can resolve (a GetAtt of a resource it does not create is left out)
+            {k: str(v) for k, v in variables.items() if isinstance(v, str | int)},
         )
         created.append(str(props["Name"]))
     return created

@@ -26,7 +26,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DEADLINE_S = 240.0  # a failure guard only: no step takes near this unless the sandbox hangs
-pytestmark = pytest.mark.slow
+# One served world, one story: the tests read it in file order (the stop test needs the first train approved), so
+# under xdist they run on one worker (`make test` passes --dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sandbox-serve")]
 
 SCENARIO = {
     "name": "serve-e2e",

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -772,7 +773,12 @@ def test_the_sandbox_registers_a_large_fleets_projects_from_the_parent_and_its_c
             self.projects: dict[str, tuple[str, str | None, int | None]] = {}
 
         def register_project(
-            self, project: str, stage: str, service: str | None, queued_timeout_minutes: int | None = None
+            self,
+            project: str,
+            stage: str,
+            service: str | None,
+            queued_timeout_minutes: int | None = None,
+            environment: Mapping[str, str] | None = None,
         ) -> None:
             self.projects[project] = (stage, service, queued_timeout_minutes)
 

@@ -11,6 +11,7 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from trainctl.sandbox.accounts import ACCOUNT
 from trainctl.sandbox.emulators import Route
 
 if TYPE_CHECKING:
@@ -20,13 +21,14 @@ if TYPE_CHECKING:
 class Alarms:
     def __init__(self, world: World) -> None:
         self.world = world
-        self.history: dict[str, list[tuple[datetime, str, str]]] = {}  # name -> (time, old, new)
+        # (account, name) -> (time, old, new): alarms live in their stage's account, and names repeat across accounts
+        self.history: dict[tuple[str, str], list[tuple[datetime, str, str]]] = {}
 
     def routes(self) -> dict[tuple[str, str], Route]:
         return {("cloudwatch", "DescribeAlarmHistory"): self.describe_alarm_history}
 
-    def create_healthy(self, name: str) -> None:
-        cloudwatch = self.world.client("cloudwatch")
+    def create_healthy(self, name: str, account: str | None = None) -> None:
+        cloudwatch = self.world.client("cloudwatch", account)
         cloudwatch.put_metric_alarm(
             AlarmName=name,
             Namespace="AWS/Lambda",
@@ -39,23 +41,25 @@ class Alarms:
         )
         cloudwatch.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="sandbox start")
 
-    def set_state(self, name: str, new: Literal["OK", "ALARM", "INSUFFICIENT_DATA"], reason: str) -> None:
-        cloudwatch = self.world.client("cloudwatch")
+    def set_state(
+        self, name: str, new: Literal["OK", "ALARM", "INSUFFICIENT_DATA"], reason: str, account: str | None = None
+    ) -> None:
+        cloudwatch = self.world.client("cloudwatch", account)
         old = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["StateValue"]
         cloudwatch.set_alarm_state(AlarmName=name, StateValue=new, StateReason=reason)
         if old != new:
-            self.history.setdefault(name, []).append((self.world.clock.now(), old, new))
+            self.history.setdefault((account or ACCOUNT, name), []).append((self.world.clock.now(), old, new))
 
-    def firing(self, names: list[str]) -> list[str]:
+    def firing(self, names: list[str], account: str | None = None) -> list[str]:
         if not names:
             return []
-        alarms = self.world.client("cloudwatch").describe_alarms(AlarmNames=names)["MetricAlarms"]
+        alarms = self.world.client("cloudwatch", account).describe_alarms(AlarmNames=names)["MetricAlarms"]
         return sorted(a["AlarmName"] for a in alarms if a["StateValue"] == "ALARM")
 
     def describe_alarm_history(self, params: dict[str, Any]) -> dict[str, Any]:
         start, end = params.get("StartDate"), params.get("EndDate")
         items = []
-        for at, old, new in self.history.get(params.get("AlarmName", ""), []):
+        for at, old, new in self.history.get((self.world.caller(), params.get("AlarmName", "")), []):
             if (start and at < start) or (end and at > end):
                 continue
             items.append(

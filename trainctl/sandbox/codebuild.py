@@ -21,16 +21,18 @@ BatchGetReports); every answer is checked against botocore's output shape by the
 from __future__ import annotations
 
 import functools
+import json
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from trainctl.sandbox import vtime
-from trainctl.sandbox.emulators import ACCOUNT, ApiError, Route
+from trainctl.sandbox.accounts import ACCOUNT
+from trainctl.sandbox.emulators import ApiError, Route
 from trainctl.sandbox.scenario import BuildBehaviour, TestRun
 
 if TYPE_CHECKING:
@@ -60,6 +62,7 @@ class Build:
     admitted: vtime.VEvent = field(default_factory=vtime.VEvent)  # set when it gets one of the account's slots
     stop_requested: vtime.VEvent = field(default_factory=vtime.VEvent)
     deployments: list[str] = field(default_factory=list)  # ids of the CodeDeploy deployments its deploy started
+    failure: str | None = None  # why it failed where the scenario did not say (its deploy was refused)
 
     @property
     def status(self) -> str:
@@ -83,6 +86,7 @@ class CodeBuild:
         self.world = world
         self.projects: dict[str, tuple[str, str | None]] = {}  # project -> (stage, service or None for tests)
         self.queued_timeouts: dict[str, int] = {}  # project -> its queuedTimeoutInMinutes, when registered with one
+        self.environments: dict[str, dict[str, str]] = {}  # project -> its plaintext environment variables
         self.builds: dict[str, Build] = {}
         self.reports: dict[str, Report] = {}
         self.throttles_left: dict[tuple[str, str], int] = {}
@@ -103,10 +107,16 @@ class CodeBuild:
         }
 
     def register_project(
-        self, project: str, stage: str, service: str | None, queued_timeout_minutes: int | None = None
+        self,
+        project: str,
+        stage: str,
+        service: str | None,
+        queued_timeout_minutes: int | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         """`queued_timeout_minutes`: the project's queuedTimeoutInMinutes (default: the scenario's, 480 unless set)."""
         self.projects[project] = (stage, service)
+        self.environments[project] = dict(environment or {})
         if queued_timeout_minutes is not None:
             self.queued_timeouts[project] = queued_timeout_minutes
 
@@ -128,7 +138,12 @@ class CodeBuild:
         project = params["projectName"]
         if project not in self.projects:
             raise ApiError("ResourceNotFoundException", f"Project cannot be found: {self._project_arn(project)}")
-        env = {v["name"]: v["value"] for v in params.get("environmentVariablesOverride", [])}
+        # The build's environment: the project's, each override replacing its namesake (StartBuild,
+        # environmentVariablesOverride).
+        env = {
+            **self.environments.get(project, {}),
+            **{v["name"]: v["value"] for v in params.get("environmentVariablesOverride", [])},
+        }
         stage, service = self.projects[project]
         stage = env.get("STAGE", stage)
         behaviour = self.world.scenario.build(stage, service) if service is not None else None
@@ -274,6 +289,11 @@ class CodeBuild:
         if behaviour.outcome != "SUCCEEDED":
             self._end(build, behaviour.outcome)
             return
+        denied = self._deploy_denied(build)
+        if denied is not None:
+            build.failure = denied
+            self._end(build, "FAILED")
+            return
         deploy = self.world.codedeploy.deploy(build)
         if deploy is None:
             self._end(build, "SUCCEEDED")
@@ -282,6 +302,39 @@ class CodeBuild:
         vtime.current().wait_any((deploy.finished, build.stop_requested), None)
         if build.final is None:
             self._end(build, "SUCCEEDED" if deploy.succeeded else "FAILED")
+
+    def _deploy_denied(self, build: Build) -> str | None:
+        """A stage in another account is deployed through its deploy role (docs/accounts.md, "What the buildspec
+        does"): the build's DEPLOY_ROLE_ARN must be a role that exists in the stage's account and whose trust
+        policy's sts:ExternalId is the build's DEPLOY_EXTERNAL_ID, or sts:AssumeRole is refused. Returns STS's
+        refusal, as the build log would show it; None when the deploy may go ahead."""
+        account = self.world.stage_account(build.stage)
+        if account == ACCOUNT:
+            return None
+        role_arn = build.env.get("DEPLOY_ROLE_ARN", "")
+        role = f"arn:aws:sts::{ACCOUNT}:assumed-role/codebuild/{build.id}"
+        refused = (
+            f"An error occurred (AccessDenied) when calling the AssumeRole operation: User: {role} is not authorized "
+            f"to perform: sts:AssumeRole on resource: {role_arn or '(no DEPLOY_ROLE_ARN)'}"
+        )
+        parts = role_arn.split(":")
+        if len(parts) != 6 or parts[4] != account or not parts[5].startswith("role/"):
+            return refused
+        iam = self.world.client("iam", account)
+        try:
+            trust = iam.get_role(RoleName=parts[5].rsplit("/", 1)[-1])["Role"]["AssumeRolePolicyDocument"]
+        except iam.exceptions.NoSuchEntityException:
+            return refused
+        document = json.loads(trust) if isinstance(trust, str) else trust
+        wanted = {
+            str(v)
+            for statement in document.get("Statement", [])
+            for condition in (statement.get("Condition") or {}).values()
+            for key, values in condition.items()
+            if key.lower() == "sts:externalid"
+            for v in (values if isinstance(values, list) else [values])
+        }
+        return None if build.env.get("DEPLOY_EXTERNAL_ID") in wanted else refused
 
     def _end(self, build: Build, status: str) -> None:
         with self._lock:

@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from samtranslator.yaml_helper import yaml_parse
 
 from trainctl.sandbox import vtime
-from trainctl.sandbox.emulators import ACCOUNT, ApiError, Route
+from trainctl.sandbox.accounts import ACCOUNT
+from trainctl.sandbox.emulators import ApiError, Route
 from trainctl.sandbox.lambda_runtime import FunctionSpec, registry
 from trainctl.sandbox.scenario import HookBehaviour
 
@@ -78,6 +79,7 @@ class Site:
     stack: str
     checks: dict[str, Any]
     example: tuple[Path, str, dict[str, str]] | None = None  # code dir, handler, environment
+    account: str = ACCOUNT  # the stage's account: the function, its alias and its deployments live there
 
 
 @dataclass
@@ -127,7 +129,7 @@ class CodeDeploy:
         self.world = world
         self.sites: dict[tuple[str, str], list[Site]] = {}  # (service, stage) -> its functions
         self.deployments: dict[str, Deployment] = {}
-        self.revisions: dict[tuple[str, str], str] = {}  # (application, sha256) -> AppSpec content
+        self.revisions: dict[tuple[str, str, str], str] = {}  # (account, application, sha256) -> AppSpec content
         self.hook_functions: dict[str, str] = {}  # "pre_traffic"/"post_traffic" -> the stack's function name
         self.running: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -160,21 +162,24 @@ class CodeDeploy:
             canary_stages = fleet.canary_stages(service)
             for stage in fleet.stages:
                 sites = [
-                    self._site(service, stage.name, name, examples, stage.name in canary_stages)
+                    self._site(service, stage.name, name, examples, stage.name in canary_stages, stage.account)
                     for name in fleet.functions_for(service, stage.name)
                 ]
                 self.sites[(service.name, stage.name)] = sites
 
-    def _site(self, service: Service, stage: str, name: str, examples: _ExampleFunctions, canary: bool) -> Site:
-        assert service.deploy is not None
+    def _site(
+        self, service: Service, stage: str, name: str, examples: _ExampleFunctions, canary: bool, account: str | None
+    ) -> Site:
+        deploy = service.deploy
+        assert deploy is not None
         example = examples.find(name)
         stack = example.stack if example else f"svc-{service.name}-{stage}"
         checks = example.checks if example else _standin_checks()
-        site = Site(service.name, stage, name, service.deploy.alias, stack, checks)
-        lam = self.world.client("lambda")
+        site = Site(service.name, stage, name, deploy.alias, stack, checks, account=account or ACCOUNT)
+        lam = self.world.client("lambda", account)
         environment: dict[str, str] = {}
         if example is not None:
-            environment = example.environment(self.world.client("dynamodb"))
+            environment = example.environment(self.world.client("dynamodb", account))
             site.example = (example.code_dir, example.handler, environment)
             if canary:
                 import os
@@ -185,7 +190,7 @@ class CodeDeploy:
                 os.environ.update(environment)
                 if str(example.code_dir) not in sys.path:
                     sys.path.insert(0, str(example.code_dir))
-        role = _lambda_role(self.world.client("iam"), name)
+        role = _lambda_role(self.world.client("iam", account), name)
         arn = lam.create_function(
             FunctionName=name,
             Runtime="python3.13",
@@ -209,6 +214,7 @@ class CodeDeploy:
                 timeout_s=10,
                 memory_mb=256,
                 arn=arn,
+                account=site.account,
             )
         )
         return site
@@ -224,7 +230,7 @@ class CodeDeploy:
             return None
         service = fleet.service(build.service)
         assert service.deploy is not None
-        lam = self.world.client("lambda")
+        lam = self.world.client("lambda", sites[0].account)
         if build.stage not in fleet.canary_stages(service):
             for site in sites:
                 target = _publish(lam, site.function, build.source_version)
@@ -239,7 +245,7 @@ class CodeDeploy:
         return run
 
     def _create(self, site: Site, config: str, build: Build) -> Deployment:
-        lam, ssm = self.world.client("lambda"), self.world.client("ssm")
+        lam, ssm = self.world.client("lambda", site.account), self.world.client("ssm", site.account)
         current = str(lam.get_alias(FunctionName=site.function, Name=site.alias)["FunctionVersion"])
         target = _publish(lam, site.function, build.source_version)
         ssm.put_parameter(
@@ -282,7 +288,7 @@ class CodeDeploy:
         )
         with self._lock:
             self.deployments[deployment.id] = deployment
-            self.revisions[(deployment.application, deployment.sha256)] = appspec
+            self.revisions[(site.account, deployment.application, deployment.sha256)] = appspec
         return deployment
 
     def _stack_update(self, run: DeployRun) -> None:
@@ -293,17 +299,16 @@ class CodeDeploy:
         run.succeeded = all(d.status == "Succeeded" for d in run.deployments)
         if not run.succeeded:
             # The stack update failed: CloudFormation rolls the stack back, aliases that moved go back too.
-            lam = self.world.client("lambda")
             for d in run.deployments:
                 if d.status == "Succeeded":
-                    self._point(lam, d, d.current_version)
+                    self._point(self.world.client("lambda", d.site.account), d, d.current_version)
                     d.rolled_back_by_stack = True
         run.finished.set()
 
     # --- one deployment in virtual time ----------------------------------------------------------------------
 
     def _run(self, d: Deployment) -> None:
-        lam = self.world.client("lambda")
+        lam = self.world.client("lambda", d.site.account)
         d.status = "InProgress"
         d.routing.append(_routing(lam, d.site.function, d.site.alias))
         behaviour = self._behaviour(d.site)
@@ -338,15 +343,18 @@ class CodeDeploy:
         if mode == "raise":
             d.failing_phase = phase
         if mode == "fail":
-            registry.break_version(d.site.function, d.target_version, "the new version cannot reach its dependencies")
+            registry.break_version(
+                d.site.function, d.target_version, "the new version cannot reach its dependencies", d.site.account
+            )
         invocations: list[dict[str, Any]] = []
         deliveries = 0
         if mode != "silent":
             event = {"DeploymentId": d.id, "LifecycleEventHookExecutionId": execution_id}
             deliveries = 2 if behaviour.duplicate_delivery else 1
             for n in range(deliveries):
+                # CodeDeploy invokes the hooks named in the AppSpec in the deployment's own account (docs/accounts.md).
                 vtime.spawn(
-                    lambda: self._invoke_async(self.hook_functions[phase], event, invocations),
+                    lambda: self._invoke_async(self.hook_functions[phase], event, invocations, d.site.account),
                     f"hook:{phase}:{d.id}:{n}",
                 )
         vtime.current().wait_any((reported, d.stop_requested), HOOK_LIMIT_S)
@@ -371,10 +379,10 @@ class CodeDeploy:
         return True
 
     @staticmethod
-    def _invoke_async(function: str, event: dict[str, Any], log: list[dict[str, Any]]) -> None:
+    def _invoke_async(function: str, event: dict[str, Any], log: list[dict[str, Any]], account: str = ACCOUNT) -> None:
         for attempt, delay in enumerate((0.0, *ASYNC_RETRY_DELAYS_S)):
             vtime.current().sleep(delay)
-            payload, errored = registry.invoke(function, event)
+            payload, errored = registry.invoke(function, event, account=account)
             log.append({"attempt": attempt + 1, "errored": errored, "result": json.loads(payload)})
             if not errored:
                 return
@@ -395,14 +403,16 @@ class CodeDeploy:
             )
             d.routing.append(_routing(lam, d.site.function, d.site.alias))
             for name in alarms:
-                world.alarms.set_state(name, "ALARM", "scenario: errors on the new version during the canary")
+                world.alarms.set_state(
+                    name, "ALARM", "scenario: errors on the new version during the canary", d.site.account
+                )
             if d.stop_requested.wait(wait):
                 d.error = "stopped while traffic was shifting"
                 return False
-            firing = world.alarms.firing(alarms)
+            firing = world.alarms.firing(alarms, d.site.account)
             for alarm in world.scenario.alarms:
                 if alarm.name in alarms and alarm.recovers:
-                    world.alarms.set_state(alarm.name, "OK", "scenario: recovered")
+                    world.alarms.set_state(alarm.name, "OK", "scenario: recovered", d.site.account)
             if firing:
                 d.error = f"alarm(s) {', '.join(firing)} in ALARM during the traffic shift"
                 return False
@@ -417,7 +427,7 @@ class CodeDeploy:
 
     def _deployment(self, deployment_id: str) -> Deployment:
         deployment = self.deployments.get(deployment_id)
-        if deployment is None:
+        if deployment is None or deployment.site.account != self.world.caller():  # another account's is not found
             raise ApiError("DeploymentDoesNotExistException", f"The deployment {deployment_id} could not be found")
         return deployment
 
@@ -504,14 +514,15 @@ class CodeDeploy:
 
     def get_application_revision(self, params: dict[str, Any]) -> dict[str, Any]:
         application = params["applicationName"]
-        if not any(d.application == application for d in self.deployments.values()):
+        mine = [d for d in self.deployments.values() if d.site.account == self.world.caller()]
+        if not any(d.application == application for d in mine):
             raise ApiError("ApplicationDoesNotExistException", f"No application found for name: {application}")
         revision = params["revision"]
         sha = (revision.get("appSpecContent") or {}).get("sha256")
-        content = self.revisions.get((application, str(sha)))
+        content = self.revisions.get((self.world.caller(), application, str(sha)))
         if revision.get("revisionType") != "AppSpecContent" or content is None:
             raise ApiError("RevisionDoesNotExistException", "No application revision found for revision")
-        for d in self.deployments.values():
+        for d in mine:
             if d.application == application and d.sha256 == sha:
                 self._maybe_throttle(d)
         registered = self.world.clock.now()
@@ -520,9 +531,7 @@ class CodeDeploy:
             "revision": {"revisionType": "AppSpecContent", "appSpecContent": {"content": content, "sha256": sha}},
             "revisionInfo": {
                 "description": "Application revision registered by Deployment ID",
-                "deploymentGroups": sorted(
-                    {d.group for d in self.deployments.values() if d.application == application}
-                ),
+                "deploymentGroups": sorted({d.group for d in mine if d.application == application}),
                 "firstUsedTime": registered,
                 "lastUsedTime": registered,
                 "registerTime": registered,
@@ -570,7 +579,8 @@ class CodeDeploy:
         ids = [
             d.id
             for d in sorted(self.deployments.values(), key=lambda x: (x.create_v, x.id))
-            if (not params.get("applicationName") or d.application == params["applicationName"])
+            if d.site.account == self.world.caller()
+            and (not params.get("applicationName") or d.application == params["applicationName"])
             and (not params.get("deploymentGroupName") or d.group == params["deploymentGroupName"])
             and (not wanted or d.status in wanted)
         ]
@@ -586,6 +596,7 @@ class CodeDeploy:
                 {
                     "service": d.site.service,
                     "stage": d.site.stage,
+                    "account": d.site.account,
                     "function": d.site.function,
                     "deployment_id": d.id,
                     "deployment_config": d.config,

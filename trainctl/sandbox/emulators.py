@@ -36,7 +36,9 @@ if TYPE_CHECKING:
     from trainctl.sandbox.sources import Sources
     from trainctl.sandbox.vtime import Scheduler
 
-ACCOUNT = "123456789012"  # moto's default account
+from trainctl.sandbox.accounts import ACCOUNT, caller_account
+
+_caller = threading.local()
 
 Route = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -63,11 +65,13 @@ class World:
         from trainctl.sandbox.sources import Sources
 
         self.scenario, self.fleet, self.clock, self.region = scenario, fleet, clock, region
+        # stage -> the account it deploys to (the tools account for a stage that names none)
+        self.stage_accounts: dict[str, str] = {s.name: s.account or ACCOUNT for s in (fleet.stages if fleet else ())}
         self.codebuild: CodeBuild = CodeBuild(self)
         self.codedeploy: CodeDeploy = CodeDeploy(self)
         self.sources: Sources = Sources(self)
         self.alarms: Alarms = Alarms(self)
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[tuple[str, str], Any] = {}
         self._clients_lock = threading.Lock()
         self.defects: list[str] = []  # SandboxDefects raised during the run: the runner fails the simulation on any
         self.routes: dict[tuple[str, str], Route] = {
@@ -77,16 +81,26 @@ class World:
             **self.alarms.routes(),
         }
 
-    def client(self, service: str) -> Any:
-        """One boto3 client per service for the emulators (creating one costs ~50 ms; botocore clients are
-        thread-safe). Every call still goes through botocore and moto or the router, like any other."""
-        with self._clients_lock:
-            made = self._clients.get(service)
-            if made is None:
-                import boto3
+    def client(self, service: str, account: str | None = None) -> Any:
+        """One boto3 client per service and account for the emulators (creating one costs ~50 ms; botocore clients
+        are thread-safe); `account` None is the tools account. Every call still goes through botocore and moto or
+        the router, like any other."""
+        from trainctl.sandbox.accounts import session_for
 
-                made = self._clients[service] = boto3.session.Session().client(service, region_name=self.region)  # type: ignore[call-overload]
+        key = (service, account or ACCOUNT)
+        with self._clients_lock:
+            made = self._clients.get(key)
+            if made is None:
+                made = self._clients[key] = session_for(account, self.region).client(service, region_name=self.region)
             return made
+
+    def stage_account(self, stage: str | None) -> str:
+        return self.stage_accounts.get(stage or "", ACCOUNT)
+
+    @staticmethod
+    def caller() -> str:
+        """The account the emulated API call being answered was made in (`dispatch` sets it)."""
+        return str(getattr(_caller, "account", ACCOUNT))
 
     def lambda_duration(self, logical_id: str) -> float:
         """Virtual seconds a state's Lambda invocation takes (scenario `lambdas`, keyed by the state's name)."""
@@ -130,12 +144,17 @@ def _remember_params(params: dict[str, Any], context: dict[str, Any], **_: Any) 
     context["sandbox_api_params"] = dict(params)
 
 
-def dispatch(world: World, service: str, operation: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+def dispatch(
+    world: World, service: str, operation: str, params: dict[str, Any], account: str = ACCOUNT
+) -> tuple[int, dict[str, Any]] | None:
     """The one way an emulated operation is answered, for botocore's in-process hook and for `sandbox serve`'s HTTP
-    middleware alike: (HTTP status, body) with `Error` for an ApiError; None when no emulator owns the operation."""
+    middleware alike: (HTTP status, body) with `Error` for an ApiError; None when no emulator owns the operation.
+    `account`: the caller's (accounts.caller_account), which the routes read as `world.caller()`."""
     route = world.routes.get((service, operation))
     if route is None:
         return None
+    saved = getattr(_caller, "account", ACCOUNT)
+    _caller.account = account
     try:
         body = route(params)
     except ApiError as exc:
@@ -143,6 +162,8 @@ def dispatch(world: World, service: str, operation: str, params: dict[str, Any])
             "Error": {"Code": exc.code, "Message": exc.message},
             "ResponseMetadata": {"HTTPStatusCode": exc.status, "RequestId": str(uuid.uuid4())},
         }
+    finally:
+        _caller.account = saved
     try:
         validate_output(service, operation, body)
     except SandboxDefect as defect:
@@ -152,11 +173,19 @@ def dispatch(world: World, service: str, operation: str, params: dict[str, Any])
     return 200, body
 
 
-def _answer(model: Any, context: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+def _answer(
+    model: Any, context: dict[str, Any], request_signer: Any = None, **_: Any
+) -> tuple[AWSResponse, dict[str, Any]] | None:
     world = _active
     if world is None:
         return None
-    answered = dispatch(world, model.service_model.service_name, model.name, context.get("sandbox_api_params", {}))
+    from trainctl.sandbox.accounts import access_key_of
+
+    service, operation = model.service_model.service_name, model.name
+    if (service, operation) not in world.routes:
+        return None
+    account = caller_account(access_key_of(request_signer))
+    answered = dispatch(world, service, operation, context.get("sandbox_api_params", {}), account)
     if answered is None:
         return None
     status, body = answered

@@ -21,6 +21,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
+from trainctl.sandbox import accounts
+from trainctl.sandbox.accounts import ACCOUNT
+
 
 @dataclass
 class FunctionSpec:
@@ -32,6 +35,12 @@ class FunctionSpec:
     timeout_s: int
     memory_mb: int
     arn: str
+    account: str = ACCOUNT  # a target account's function (its hooks) runs as that account (accounts.running_in)
+
+    @property
+    def key(self) -> str:
+        """Unique in the sandbox: the same function name may exist in several accounts."""
+        return self.logical_id if self.account == ACCOUNT else f"{self.logical_id}@{self.account}"
 
 
 @dataclass
@@ -71,44 +80,54 @@ class LogSink(io.TextIOBase):
 
 class Registry:
     def __init__(self) -> None:
-        self._specs: dict[str, FunctionSpec] = {}
+        self._specs: dict[tuple[str, str], FunctionSpec] = {}  # (account, name or ARN) -> spec
         self._modules: dict[str, ModuleType] = {}
         self._lock = threading.RLock()
         self.log = LogSink()
         self.invocations: dict[str, int] = {}
         self.by_version: dict[str, dict[str, int]] = {}  # logical id -> version -> invocations
-        self._broken: dict[tuple[str, str], str] = {}  # (function, version) -> why every invocation fails
+        self._broken: dict[tuple[str, str, str], str] = {}  # (account, function, version) -> why every call fails
 
     def register(self, spec: FunctionSpec) -> None:
-        self._specs[spec.name] = spec
-        self._specs[spec.arn] = spec
+        self._specs[(spec.account, spec.name)] = spec
+        self._specs[(spec.account, spec.arn)] = spec
 
     def reset(self) -> None:
+        """A new simulation is a cold start for every function: its modules are imported again, and what the shared
+        layer cached per container (`release_train.wiring`'s clients for the stage accounts, signed with keys of the
+        previous simulation's moto) is forgotten."""
+        for name, module in list(sys.modules.items()):
+            if name == "release_train" or name.startswith("release_train."):
+                for value in list(vars(module).values()):
+                    if callable(getattr(value, "cache_clear", None)) and getattr(value, "__module__", "") == name:
+                        value.cache_clear()
         self._specs.clear()
         self._modules.clear()
         self.invocations.clear()
         self.by_version.clear()
         self._broken.clear()
 
-    def break_version(self, name: str, version: str, why: str) -> None:
+    def break_version(self, name: str, version: str, why: str, account: str = ACCOUNT) -> None:
         """From now on, every invocation of this function version fails (a scenario's bad release)."""
-        self._broken[(name, version)] = why
+        self._broken[(account, name, version)] = why
 
-    def spec(self, name_or_arn: str) -> FunctionSpec | None:
-        name = (
-            name_or_arn.rsplit(":function:", maxsplit=1)[-1].split(":", maxsplit=1)[0]
-            if ":function:" in name_or_arn
-            else name_or_arn
-        )
-        return self._specs.get(name)
+    def spec(self, name_or_arn: str, account: str | None = None) -> FunctionSpec | None:
+        """A name is looked up in `account` (default: the account of the function running on this thread, as a bare
+        name is resolved in the caller's account); an ARN names its own account."""
+        if ":function:" in name_or_arn:
+            account = name_or_arn.split(":")[4] or account
+            name = name_or_arn.rsplit(":function:", maxsplit=1)[-1].split(":", maxsplit=1)[0]
+        else:
+            name = name_or_arn
+        return self._specs.get((account or accounts.current() or ACCOUNT, name))
 
     def _module(self, spec: FunctionSpec) -> ModuleType:
         with self._lock:
-            if spec.name in self._modules:
-                return self._modules[spec.name]
+            if spec.key in self._modules:
+                return self._modules[spec.key]
             module_name, _ = spec.handler.rsplit(".", 1)
             path = spec.code_dir / f"{module_name.replace('.', '/')}.py"
-            unique = f"sandbox_fn_{spec.logical_id}"
+            unique = f"sandbox_fn_{spec.key.replace('@', '_')}"
             saved = {k: os.environ.get(k) for k in [*spec.environment, "AWS_LAMBDA_FUNCTION_NAME"]}
             os.environ.update(spec.environment)
             os.environ["AWS_LAMBDA_FUNCTION_NAME"] = spec.name
@@ -129,7 +148,7 @@ class Registry:
                         os.environ.pop(key, None)
                     else:
                         os.environ[key] = value
-            self._modules[spec.name] = module
+            self._modules[spec.key] = module
             return module
 
     def preload(self) -> None:
@@ -138,23 +157,26 @@ class Registry:
         for spec in {id(s): s for s in self._specs.values()}.values():
             self._module(spec)
 
-    def invoke(self, name_or_arn: str, event: Any, version: str = "$LATEST") -> tuple[str, bool]:
+    def invoke(
+        self, name_or_arn: str, event: Any, version: str = "$LATEST", account: str | None = None
+    ) -> tuple[str, bool]:
         """(payload JSON, errored). An exception becomes Lambda's error payload, errorType = exception class name."""
-        spec = self.spec(name_or_arn)
+        spec = self.spec(name_or_arn, account)
         if spec is None:
             return json.dumps({"errorType": "ResourceNotFoundException", "errorMessage": name_or_arn}), True
         with self._lock:
-            self.invocations[spec.logical_id] = self.invocations.get(spec.logical_id, 0) + 1
-            versions = self.by_version.setdefault(spec.logical_id, {})
+            self.invocations[spec.key] = self.invocations.get(spec.key, 0) + 1
+            versions = self.by_version.setdefault(spec.key, {})
             versions[version] = versions.get(version, 0) + 1
-        broken = self._broken.get((spec.name, version))
+        broken = self._broken.get((spec.account, spec.name, version))
         if broken is not None:
             return json.dumps({"errorType": "Runtime.ExitError", "errorMessage": broken}), True
         try:
             module = self._module(spec)
             function = getattr(module, spec.handler.rsplit(".", 1)[1])
             context = _Context(spec.name, spec.arn, spec.memory_mb, spec.timeout_s, function_version=version)
-            result = function(event, context)
+            with accounts.running_in(spec.account):
+                result = function(event, context)
             return json.dumps(result, default=str), False
         except Exception as exc:
             return json.dumps(

@@ -82,7 +82,7 @@ from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.responses import StepFunctionResponse
 
-from trainctl.sandbox import emulators, network, vtime
+from trainctl.sandbox import accounts, emulators, network, vtime
 from trainctl.sandbox.lambda_runtime import registry
 
 # --- 1. Lambda in-process, beside its state ------------------------------------------------------------------------
@@ -110,7 +110,8 @@ def _invoke_in_process(
     fn = self.get_function(function_name, qualifier)
     payload = json.loads(body) if body else {}
     version = qualifier if qualifier and qualifier[0].isdigit() else "$LATEST"
-    result, errored = registry.invoke(fn.function_name, payload, version=version)
+    # The backend is the function's account's: a hook in a target account invokes that account's function.
+    result, errored = registry.invoke(fn.function_name, payload, version=version, account=self.account_id)
     if errored:
         response_headers["x-amz-function-error"] = "Unhandled"
     response_headers["x-amz-executed-version"] = version
@@ -850,6 +851,7 @@ def apply() -> None:
             return
         network.install()
         emulators.install()
+        accounts.install()
         _install_jsonpath_cache()
         BotocoreStubber.__call__ = _serialised_dispatch
         vtime.held_locks.append(dispatch_lock)

@@ -160,11 +160,13 @@ class People:
             if alarm.stage != stage or alarm.during != "bake":
                 continue
 
-            def fire(name: str = alarm.name, recovers: bool = alarm.recovers) -> None:
-                self.world.alarms.set_state(name, "ALARM", "scenario: bake")
+            def fire(
+                name: str = alarm.name, recovers: bool = alarm.recovers, account: str = self.world.stage_account(stage)
+            ) -> None:
+                self.world.alarms.set_state(name, "ALARM", "scenario: bake", account)
                 if recovers:
                     vtime.current().sleep(1800)
-                    self.world.alarms.set_state(name, "OK", "scenario: recovered")
+                    self.world.alarms.set_state(name, "OK", "scenario: recovered", account)
 
             self._schedule(0, fire, f"alarm-{alarm.name}", MACHINE)
 

@@ -25,7 +25,7 @@ import yaml
 from release_train.domain.errors import InvalidInput
 from release_train.domain.fleet import CodeCommitSource, Fleet, GitHubSource, parse_fleet
 from release_train.domain.guardrails import Guardrails
-from trainctl.sandbox import emulators, moto_fixes, vtime
+from trainctl.sandbox import accounts, emulators, moto_fixes, vtime
 from trainctl.sandbox.scenario import Scenario
 
 REGION = "us-east-1"
@@ -111,6 +111,26 @@ def _sandbox_env() -> Iterator[None]:
         os.environ.update(saved)
 
 
+# The train's functions that read a stage in its own account (docs/accounts.md, "The train's side").
+TARGET_READERS = (
+    "LoadWaveFunction",
+    "RecordWaveFunction",
+    "EvaluateGateFunction",
+    "RecordFailureFunction",
+    "CleanupExecutionFunction",
+)
+SANDBOX_EXTERNAL_ID = "release-train-sandbox"
+
+
+def account_parameters(fleet: Fleet) -> dict[str, str]:
+    """The tools stack's parameters for a fleet with stages in other accounts, as an operator sets them
+    (docs/accounts.md step 3); none for a one-account fleet. A scenario's `parameters` still win."""
+    targets = sorted({s.account for s in fleet.stages if s.account and s.account != ACCOUNT})
+    if not targets:
+        return {}
+    return {"AllowedTargetAccounts": ",".join(targets), "TargetAccountExternalId": SANDBOX_EXTERNAL_ID}
+
+
 def state_names(root: Path) -> set[str]:
     """Every state name of the state machines (the release's and its chunks'), nested ones included: scenarios may
     name any of them."""
@@ -162,6 +182,7 @@ def open_world(
     fleet = parse_fleet(fleet_path.read_text(), str(fleet_path))  # reject a bad fleet before anything exists
     problems = scenario.problems(fleet, state_names(root))
     parameters = template_parameters(root)
+    stack_parameters = {**account_parameters(fleet), **scenario.parameters}
     problems += [
         f"parameters.{name}: template.yaml has no such parameter; it has {sorted(parameters)}"
         for name in scenario.parameters
@@ -170,7 +191,7 @@ def open_world(
     if problems:
         raise InvalidInput(scenario_source, problems)
     # As `trainctl fleet push` does against a deployed stack: the fleet meets the stack's guardrails first.
-    Guardrails.from_parameters(template_parameters(root, scenario.parameters), ACCOUNT).check(fleet, str(fleet_path))
+    Guardrails.from_parameters(template_parameters(root, stack_parameters), ACCOUNT).check(fleet, str(fleet_path))
     moto_fixes.apply()
     from moto import mock_aws
 
@@ -179,6 +200,7 @@ def open_world(
     scheduler = vtime.Scheduler(scenario.schedule_time, pace)
     log_file = (log_path or Path(os.devnull)).open("w")
     registry.reset()
+    accounts.reset()
     registry.log.target = log_file
     try:
         with (
@@ -189,7 +211,7 @@ def open_world(
             world = emulators.World(scenario, fleet, scheduler, REGION)
             emulators.activate(world)
             try:
-                yield _Run(fleet, scenario, root, world, on_event)
+                yield _Run(fleet, scenario, root, world, on_event, stack_parameters)
             finally:
                 world.sources.stop_github()
                 emulators.activate(None)
@@ -206,10 +228,12 @@ class _Run:
         root: Path,
         world: emulators.World,
         on_event: Callable[[Observed], None] | None,
+        parameters: dict[str, str] | None = None,
     ) -> None:
         import boto3
 
         self.fleet, self.scenario, self.root, self.world, self.on_event = fleet, scenario, root, world, on_event
+        self.parameters = parameters if parameters is not None else dict(scenario.parameters)
         self.clock = world.clock
         self.sfn = boto3.client("stepfunctions")
         self.url_base: str | None = None
@@ -229,8 +253,9 @@ class _Run:
 
         github_url = self.world.sources.start_github()
         self.stack = create_stack(
-            self.root, parameters={**self.scenario.parameters, "GitHubApiUrl": github_url}, url_base=self.url_base
+            self.root, parameters={**self.parameters, "GitHubApiUrl": github_url}, url_base=self.url_base
         )
+        self._target_accounts()
         fleet, scenario, world = self.fleet, self.scenario, self.world
         changed = {s.name for s in fleet.services} if scenario.changed == "all" else set(scenario.changed)
         baseline = {}
@@ -257,13 +282,16 @@ class _Run:
         # The projects as an operator creates them: the template(s) `trainctl fleet projects` makes for this fleet and
         # the stack's ProjectPrefix (docs/onboarding.md), test projects from a CodeCommit repository, the scenario's
         # queued timeout as the template's parameter. moto's CloudFormation cannot create them: register_stack does.
-        from trainctl.projects import register_stack, sandbox_templates
+        from trainctl.projects import EXTERNAL_ID_PARAMETER, register_stack, sandbox_templates
         from trainctl.sandbox.stack import template_parameters
 
-        project_prefix = template_parameters(self.root, scenario.parameters)["ProjectPrefix"]
-        doc, children = sandbox_templates(fleet, project_prefix, "release-train-tests")
-        queued = {"QueuedTimeoutInMinutes": str(scenario.codebuild.queued_timeout_minutes)}
-        register_stack(world.codebuild, doc, children, queued)
+        stack_parameters = template_parameters(self.root, self.parameters)
+        doc, children = sandbox_templates(fleet, stack_parameters["ProjectPrefix"], "release-train-tests")
+        given = {
+            "QueuedTimeoutInMinutes": str(scenario.codebuild.queued_timeout_minutes),
+            EXTERNAL_ID_PARAMETER: stack_parameters["TargetAccountExternalId"],
+        }
+        register_stack(world.codebuild, doc, children, given)
         world.codedeploy.prepare(
             self.root, self.stack.physical("PreTrafficFunction"), self.stack.physical("PostTrafficFunction"), baseline
         )
@@ -289,17 +317,50 @@ class _Run:
         FleetStore(boto3.client("s3"), self.stack.physical("ConfigBucket")).push(yaml.safe_dump(fleet_doc))
 
         for alarm in scenario.alarms:
-            world.alarms.create_healthy(alarm.name)
+            world.alarms.create_healthy(alarm.name, world.stage_account(alarm.stage))
         for stage in fleet.stages:
             prefix = stage.alarms.prefix if stage.alarms else None
             if prefix and not any(a.name.startswith(prefix) for a in scenario.alarms):
-                world.alarms.create_healthy(f"{prefix}errors")  # a healthy stage still has alarms to read
+                # a healthy stage still has alarms to read, in its own account
+                world.alarms.create_healthy(f"{prefix}errors", stage.account)
 
         self.people = People(world, self.stack, self.ledger, self._start, self._schedule_input)
         self.parents: dict[str, str] = {}  # child execution ARN -> the execution that started it
         from trainctl.sandbox.lambda_runtime import registry
 
         registry.preload()
+
+    def _target_accounts(self) -> None:
+        """Each account a stage names gets accounts/target-account.yaml, deployed as docs/accounts.md says: the same
+        stack name, trusting the tools stack's function roles and the projects' build roles, with the ExternalId."""
+        from trainctl.sandbox.stack import create_target_stack, template_parameters
+
+        targets = sorted({s.account for s in self.fleet.stages if s.account and s.account != ACCOUNT})
+        if not targets:
+            return
+        given = template_parameters(self.root, self.parameters)
+        iam = self.world.client("iam")
+        function_roles = [
+            iam.get_role(RoleName=physical)["Role"]["Arn"]
+            for logical, (kind, physical) in sorted(self.stack.resources.items())
+            if kind == "AWS::IAM::Role" and logical.removesuffix("Role") in TARGET_READERS
+        ]
+        for account in targets:
+            create_target_stack(
+                self.root,
+                account,
+                self.stack.name,
+                {
+                    "ToolsAccountId": ACCOUNT,
+                    "ExternalId": given["TargetAccountExternalId"],
+                    "ToolsBuildRoleArns": f"arn:aws:iam::{ACCOUNT}:role/{given['ProjectPrefix']}build",
+                    "ToolsFunctionRoleArns": ",".join(function_roles),
+                    "DeployPolicyArns": "arn:aws:iam::aws:policy/AWSCloudFormationFullAccess",
+                    "TrainRoleName": given["TargetAccountRoleName"],
+                    "FleetNamePrefix": given["FleetNamePrefix"],
+                },
+                REGION,
+            )
 
     # --- the run ------------------------------------------------------------------------------------------------
 
@@ -515,6 +576,7 @@ class _Run:
                     "started_at": _iso(start + timedelta(seconds=build.start_v)),
                     "ended_at": _iso(start + timedelta(seconds=build.end_v)) if build.end_v is not None else None,
                     "deployments": list(build.deployments),
+                    **({"failure": build.failure} if build.failure else {}),
                 }
             )
         return out

@@ -35,11 +35,12 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.serving import make_server
 
 from trainctl.sandbox import emulators, moto_fixes
+from trainctl.sandbox.accounts import ACCOUNT, caller_account
 
 if TYPE_CHECKING:
     from trainctl.sandbox.runner import _Run
 
-ACCOUNT = emulators.ACCOUNT
+
 OPERATOR_ROLE = "ReleaseManager"  # the example fleet's prod approvers: arn:aws:iam::<account>:role/ReleaseManager
 StartResponse = Callable[..., Any]
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
@@ -144,7 +145,9 @@ class EmulatorMiddleware:
         if report.has_errors():
             message = report.generate_report()
             return self._error(start_response, protocol, 400, "ValidationException", message, content_type)
-        answered = emulators.dispatch(self.run.world, service, operation, params)
+        match = _CREDENTIAL.search(str(environ.get("HTTP_AUTHORIZATION", "")))
+        account = caller_account(match.group(1) if match else None)
+        answered = emulators.dispatch(self.run.world, service, operation, params, account)
         assert answered is not None  # routed above only when the emulators own the operation
         status, result = answered
         if "Error" in result:

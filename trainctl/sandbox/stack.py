@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -20,9 +21,13 @@ import boto3
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
+from trainctl.sandbox.accounts import ACCOUNT
 from trainctl.sandbox.lambda_runtime import FunctionSpec, registry
 
 ARTIFACTS = "release-train-sandbox-artifacts"
+# SAM's translator counts features it saw and warns, when it is garbage-collected, that nobody published the counts
+# (to CloudWatch, which the sandbox never reaches): noise on the sandbox's stderr.
+logging.getLogger("samtranslator.metrics.metrics").setLevel(logging.ERROR)
 # Types moto's CloudFormation cannot create; the sandbox reads what it needs of them from the template instead.
 _UNSUPPORTED = {
     "AWS::Scheduler::Schedule",
@@ -122,23 +127,7 @@ def create_stack(
     """`url_base`: where `sandbox serve` answers the stack's function URLs (`<url_base>/lambda-url/<logical id>/`);
     without it their outputs are left out (nothing could reach them)."""
     template = yaml_parse((root / "template.yaml").read_text())
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=ARTIFACTS)
-    s3.put_object(Bucket=ARTIFACTS, Key="code.zip", Body=_zip_placeholder())
-
-    code_dirs: dict[str, tuple[Path, str]] = {}
-    machines: dict[str, tuple[Path, dict[str, Any]]] = {}  # logical id -> (ASL file, DefinitionSubstitutions)
-    for logical_id, resource in template["Resources"].items():
-        props = resource.setdefault("Properties", {})
-        if resource["Type"] == "AWS::Serverless::Function":
-            code_dirs[logical_id] = (root / props["CodeUri"], props["Handler"])
-            props["CodeUri"] = f"s3://{ARTIFACTS}/code.zip"
-        elif resource["Type"] == "AWS::Serverless::LayerVersion":
-            props["ContentUri"] = f"s3://{ARTIFACTS}/code.zip"
-        elif resource["Type"] == "AWS::Serverless::StateMachine":
-            machines[logical_id] = (root / props.pop("DefinitionUri"), props.pop("DefinitionSubstitutions", {}))
-            props["Definition"] = _PLACEHOLDER_ASL
-            props.pop("Logging", None)  # moto has no vended-logs delivery
+    code_dirs, machines = _code_in_s3(template, root, boto3.session.Session(), ARTIFACTS)
     if not machines:
         raise ValueError("template.yaml has no AWS::Serverless::StateMachine")
 
@@ -162,49 +151,10 @@ def create_stack(
     cfn["Outputs"] = outputs
     cfn.pop("Conditions", None) if not cfn.get("Conditions") else None
 
-    cloudformation = boto3.client("cloudformation")
-    cloudformation.create_stack(
-        StackName=stack_name,
-        TemplateBody=json.dumps(cfn),
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in (parameters or {}).items()],
-        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
-    )
-    described = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
-    if described["StackStatus"] != "CREATE_COMPLETE":
-        raise RuntimeError(f"sandbox stack {described['StackStatus']}: {described.get('StackStatusReason')}")
-    resources = {
-        r["LogicalResourceId"]: (r["ResourceType"], r["PhysicalResourceId"])
-        for r in cloudformation.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
-    }
-
+    session = boto3.session.Session()
+    resources = _create_in_cloudformation(session, stack_name, cfn, parameters)
     lam = boto3.client("lambda")
-    arns: dict[str, str] = {}
-    versions: dict[str, str] = {}  # the generated AWS::Lambda::Version logical id -> its ARN
-    version_arns: dict[str, str] = {}  # function logical id -> the ARN of its published version
-    for logical_id, (code_dir, handler) in code_dirs.items():
-        if logical_id not in resources:  # its Condition is false for these parameters: CloudFormation made none
-            continue
-        name = resources[logical_id][1]
-        version = lam.publish_version(FunctionName=name)["Version"]
-        lam.create_alias(FunctionName=name, Name="live", FunctionVersion=version)
-        config = lam.get_function_configuration(FunctionName=name)
-        version_arns[logical_id] = f"{config['FunctionArn']}:{version}"
-        for generated, body in raw_cfn["Resources"].items():
-            if body["Type"] == "AWS::Lambda::Version" and body["Properties"]["FunctionName"] == {"Ref": logical_id}:
-                versions[generated] = version_arns[logical_id]
-        registry.register(
-            FunctionSpec(
-                name=name,
-                logical_id=logical_id,
-                code_dir=code_dir,
-                handler=handler,
-                environment=config.get("Environment", {}).get("Variables", {}),
-                timeout_s=int(config.get("Timeout", 3)),
-                memory_mb=int(config.get("MemorySize", 128)),
-                arn=config["FunctionArn"],
-            )
-        )
-        arns[logical_id] = config["FunctionArn"]
+    arns, versions, version_arns = _publish_functions(lam, code_dirs, resources, raw_cfn, ACCOUNT)
     function_urls: dict[str, str] = {}
     for url_logical in urls:  # SAM puts a function's URL on its `live` alias when AutoPublishAlias is set
         owner = str(raw_cfn["Resources"][url_logical]["Properties"]["TargetFunctionArn"]["Ref"])
@@ -275,6 +225,115 @@ def create_stack(
         machines=created_machines,
         main_machine=main.logical_id,
     )
+
+
+def create_target_stack(
+    root: Path, account: str, stack_name: str, parameters: dict[str, str], region: str
+) -> dict[str, tuple[str, str]]:
+    """accounts/target-account.yaml in a stage's account, as docs/accounts.md deploys it (same stack name as the tools
+    stack): its roles, and the hooks CodeDeploy invokes there, registered to run as that account. Returns its
+    resources (logical id -> (type, physical id))."""
+    from trainctl.sandbox.accounts import session_for
+
+    path = root / "accounts" / "target-account.yaml"
+    template = yaml_parse(path.read_text())
+    session = session_for(account, region)
+    code_dirs, _ = _code_in_s3(template, path.parent, session, f"{ARTIFACTS}-{account}")  # bucket names are global
+    cfn = transform(template, parameters, _NoManagedPolicies())
+    raw_cfn = json.loads(json.dumps(cfn))
+    skipped = {k: v for k, v in cfn["Resources"].items() if v["Type"] in _UNSUPPORTED}
+    for logical_id in skipped:
+        del cfn["Resources"][logical_id]
+    owners = {k: o for k, v in skipped.items() if (o := _owner(v))}
+    cfn = _repoint(cfn, owners, {k for k, v in skipped.items() if v["Type"].startswith("AWS::Lambda::")})
+    cfn["Outputs"] = {}  # they name the skipped aliases' ARNs; nothing in the sandbox reads them
+    resources = _create_in_cloudformation(session, stack_name, cfn, parameters)
+    _publish_functions(session.client("lambda"), code_dirs, resources, raw_cfn, account)
+    return resources
+
+
+def _code_in_s3(
+    template: dict[str, Any], base: Path, session: Any, bucket: str
+) -> tuple[dict[str, tuple[Path, str]], dict[str, tuple[Path, dict[str, Any]]]]:
+    """Point the template's code at a placeholder in S3 (the code runs in-process from `base`): returns each
+    function's (code dir, handler) and each state machine's (ASL file, DefinitionSubstitutions), by logical id."""
+    s3 = session.client("s3")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="code.zip", Body=_zip_placeholder())
+    code_dirs: dict[str, tuple[Path, str]] = {}
+    machines: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for logical_id, resource in template["Resources"].items():
+        props = resource.setdefault("Properties", {})
+        if resource["Type"] == "AWS::Serverless::Function":
+            code_dirs[logical_id] = ((base / props["CodeUri"]).resolve(), props["Handler"])
+            props["CodeUri"] = f"s3://{bucket}/code.zip"
+        elif resource["Type"] == "AWS::Serverless::LayerVersion":
+            props["ContentUri"] = f"s3://{bucket}/code.zip"
+        elif resource["Type"] == "AWS::Serverless::StateMachine":
+            machines[logical_id] = (base / props.pop("DefinitionUri"), props.pop("DefinitionSubstitutions", {}))
+            props["Definition"] = _PLACEHOLDER_ASL
+            props.pop("Logging", None)  # moto has no vended-logs delivery
+    return code_dirs, machines
+
+
+def _create_in_cloudformation(
+    session: Any, stack_name: str, cfn: dict[str, Any], parameters: dict[str, str] | None
+) -> dict[str, tuple[str, str]]:
+    cloudformation = session.client("cloudformation")
+    cloudformation.create_stack(
+        StackName=stack_name,
+        TemplateBody=json.dumps(cfn),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in (parameters or {}).items()],
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )
+    described = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+    if described["StackStatus"] != "CREATE_COMPLETE":
+        raise RuntimeError(f"sandbox stack {described['StackStatus']}: {described.get('StackStatusReason')}")
+    return {
+        r["LogicalResourceId"]: (r["ResourceType"], r["PhysicalResourceId"])
+        for r in cloudformation.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
+    }
+
+
+def _publish_functions(
+    lam: Any,
+    code_dirs: dict[str, tuple[Path, str]],
+    resources: dict[str, tuple[str, str]],
+    raw_cfn: dict[str, Any],
+    account: str,
+) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """AutoPublishAlias: publish each function's version 1, point `live` at it, and register it to run in-process.
+    Returns (function logical id -> ARN, generated AWS::Lambda::Version logical id -> its ARN, function logical id
+    -> the ARN of its published version)."""
+    arns: dict[str, str] = {}
+    versions: dict[str, str] = {}
+    version_arns: dict[str, str] = {}
+    for logical_id, (code_dir, handler) in code_dirs.items():
+        if logical_id not in resources:  # its Condition is false for these parameters: CloudFormation made none
+            continue
+        name = resources[logical_id][1]
+        version = lam.publish_version(FunctionName=name)["Version"]
+        lam.create_alias(FunctionName=name, Name="live", FunctionVersion=version)
+        config = lam.get_function_configuration(FunctionName=name)
+        version_arns[logical_id] = f"{config['FunctionArn']}:{version}"
+        for generated, body in raw_cfn["Resources"].items():
+            if body["Type"] == "AWS::Lambda::Version" and body["Properties"]["FunctionName"] == {"Ref": logical_id}:
+                versions[generated] = version_arns[logical_id]
+        registry.register(
+            FunctionSpec(
+                name=name,
+                logical_id=logical_id,
+                code_dir=code_dir,
+                handler=handler,
+                environment=config.get("Environment", {}).get("Variables", {}),
+                timeout_s=int(config.get("Timeout", 3)),
+                memory_mb=int(config.get("MemorySize", 128)),
+                arn=config["FunctionArn"],
+                account=account,
+            )
+        )
+        arns[logical_id] = config["FunctionArn"]
+    return arns, versions, version_arns
 
 
 def served_url(url_base: str, url_logical: str) -> str:
