@@ -96,6 +96,7 @@ class Deployment:
     status: str = "Created"
     complete_v: float | None = None
     error: str | None = None
+    error_code: str = "HOOK_EXECUTION_FAILURE"  # ErrorInformation.code, one of botocore's ErrorCode enum
     rolled_back: bool = False
     rolled_back_by_stack: bool = False
     hooks: dict[str, str] = field(default_factory=dict)  # execution id -> phase
@@ -170,7 +171,7 @@ class CodeDeploy:
     def _site(
         self, service: Service, stage: str, name: str, examples: _ExampleFunctions, canary: bool, account: str | None
     ) -> Site:
-        deploy = service.deploy
+        deploy = service.lambda_deploy  # functions_for names functions of Lambda deploys only
         assert deploy is not None
         example = examples.find(name)
         stack = example.stack if example else f"svc-{service.name}-{stage}"
@@ -225,6 +226,9 @@ class CodeDeploy:
         fleet = self.world.fleet
         if fleet is None or build.service is None:
             return None
+        ecs = self.world.ecs.deploy(build)  # an ECS service's blue/green deployment (ecs.py)
+        if ecs is not None:
+            return ecs
         sites = self.sites.get((build.service, build.stage))
         if not sites:
             return None
@@ -371,7 +375,7 @@ class CodeDeploy:
             }
         )
         if d.stop_requested.is_set() and status is None:
-            d.error = f"stopped during the {phase} hook"
+            d.error, d.error_code = f"stopped during the {phase} hook", "MANUAL_STOP"
             return False
         if status != "Succeeded":
             d.error = f"{phase} hook reported {status}" if status else f"{phase} hook did not report within 1 hour"
@@ -407,7 +411,7 @@ class CodeDeploy:
                     name, "ALARM", "scenario: errors on the new version during the canary", d.site.account
                 )
             if d.stop_requested.wait(wait):
-                d.error = "stopped while traffic was shifting"
+                d.error, d.error_code = "stopped while traffic was shifting", "MANUAL_STOP"
                 return False
             firing = world.alarms.firing(alarms, d.site.account)
             for alarm in world.scenario.alarms:
@@ -415,6 +419,7 @@ class CodeDeploy:
                     world.alarms.set_state(alarm.name, "OK", "scenario: recovered", d.site.account)
             if firing:
                 d.error = f"alarm(s) {', '.join(firing)} in ALARM during the traffic shift"
+                d.error_code = "ALARM_ACTIVE"
                 return False
         self._point(lam, d, d.target_version)
         return True
@@ -432,6 +437,8 @@ class CodeDeploy:
         return deployment
 
     def get_deployment(self, params: dict[str, Any]) -> dict[str, Any]:
+        if (ecs := self.world.ecs.route("GetDeployment", params)) is not None:
+            return ecs
         d = self._deployment(params["deploymentId"])
         self._maybe_throttle(d)
         clock = self.world.clock
@@ -457,8 +464,7 @@ class CodeDeploy:
         if d.complete_v is not None:
             info["completeTime"] = clock.start + timedelta(seconds=d.complete_v)
         if d.error:
-            code = "DEPLOYMENT_STOPPED" if d.status == "Stopped" else "HEALTH_CONSTRAINTS"
-            info["errorInformation"] = {"code": code, "message": d.error}
+            info["errorInformation"] = {"code": d.error_code, "message": d.error}
         return {"deploymentInfo": info}
 
     # A Lambda deployment has one target, its function's alias (the target id's form, function:alias, is an inference:
@@ -481,9 +487,13 @@ class CodeDeploy:
         return f"{d.site.function}:{d.site.alias}"
 
     def list_deployment_targets(self, params: dict[str, Any]) -> dict[str, Any]:
+        if (ecs := self.world.ecs.route("ListDeploymentTargets", params)) is not None:
+            return ecs
         return {"targetIds": [self._target_id(self._deployment(params["deploymentId"]))]}
 
     def batch_get_deployment_targets(self, params: dict[str, Any]) -> dict[str, Any]:
+        if (ecs := self.world.ecs.route("BatchGetDeploymentTargets", params)) is not None:
+            return ecs
         d = self._deployment(params["deploymentId"])
         target = {
             "deploymentId": d.id,
@@ -513,6 +523,8 @@ class CodeDeploy:
         }
 
     def get_application_revision(self, params: dict[str, Any]) -> dict[str, Any]:
+        if (ecs := self.world.ecs.route("GetApplicationRevision", params)) is not None:
+            return ecs
         application = params["applicationName"]
         mine = [d for d in self.deployments.values() if d.site.account == self.world.caller()]
         if not any(d.application == application for d in mine):
@@ -543,6 +555,8 @@ class CodeDeploy:
             raise ApiError("ThrottlingException", "Rate exceeded (sandbox scenario: the hook's dependency fails)")
 
     def put_hook_status(self, params: dict[str, Any]) -> dict[str, Any]:
+        if (ecs := self.world.ecs.route("PutLifecycleEventHookExecutionStatus", params)) is not None:
+            return ecs
         d = self._deployment(params["deploymentId"])
         execution_id = params.get("lifecycleEventHookExecutionId", "")
         status = params.get("status")
@@ -567,6 +581,8 @@ class CodeDeploy:
         return {"lifecycleEventHookExecutionId": execution_id}
 
     def stop_deployment(self, params: dict[str, Any]) -> dict[str, Any]:
+        if (ecs := self.world.ecs.route("StopDeployment", params)) is not None:
+            return ecs
         d = self._deployment(params["deploymentId"])
         if d.finished.is_set():
             raise ApiError("DeploymentAlreadyCompletedException", f"The deployment {d.id} has already completed")
@@ -576,6 +592,8 @@ class CodeDeploy:
 
     def list_deployments(self, params: dict[str, Any]) -> dict[str, Any]:
         wanted = set(params.get("includeOnlyStatuses") or [])
+        window = params.get("createTimeRange") or {}  # TimeRange: a null start or end is open-ended
+        start = self.world.clock.start
         ids = [
             d.id
             for d in sorted(self.deployments.values(), key=lambda x: (x.create_v, x.id))
@@ -583,8 +601,11 @@ class CodeDeploy:
             and (not params.get("applicationName") or d.application == params["applicationName"])
             and (not params.get("deploymentGroupName") or d.group == params["deploymentGroupName"])
             and (not wanted or d.status in wanted)
+            and (window.get("start") is None or start + timedelta(seconds=d.create_v) >= window["start"])
+            and (window.get("end") is None or start + timedelta(seconds=d.create_v) <= window["end"])
         ]
-        return {"deployments": ids}
+        ecs = self.world.ecs.route("ListDeployments", params) or {}  # the ECS deployments (ecs.py) too
+        return {"deployments": ids + list(ecs.get("deployments", []))}
 
     # --- what the runner reports --------------------------------------------------------------------------------
 

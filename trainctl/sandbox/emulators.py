@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import botocore.handlers
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from trainctl.sandbox.alarms import Alarms
     from trainctl.sandbox.codebuild import CodeBuild
     from trainctl.sandbox.codedeploy import CodeDeploy
+    from trainctl.sandbox.ecs import EcsDeployments
     from trainctl.sandbox.scenario import Scenario
     from trainctl.sandbox.sources import Sources
     from trainctl.sandbox.vtime import Scheduler
@@ -62,6 +63,7 @@ class World:
         from trainctl.sandbox.alarms import Alarms
         from trainctl.sandbox.codebuild import CodeBuild
         from trainctl.sandbox.codedeploy import CodeDeploy
+        from trainctl.sandbox.ecs import EcsDeployments
         from trainctl.sandbox.sources import Sources
 
         self.scenario, self.fleet, self.clock, self.region = scenario, fleet, clock, region
@@ -69,6 +71,7 @@ class World:
         self.stage_accounts: dict[str, str] = {s.name: s.account or ACCOUNT for s in (fleet.stages if fleet else ())}
         self.codebuild: CodeBuild = CodeBuild(self)
         self.codedeploy: CodeDeploy = CodeDeploy(self)
+        self.ecs: EcsDeployments = EcsDeployments(self)
         self.sources: Sources = Sources(self)
         self.alarms: Alarms = Alarms(self)
         self._clients: dict[tuple[str, str], Any] = {}
@@ -138,6 +141,26 @@ def validate_output(service: str, operation: str, body: dict[str, Any]) -> None:
         raise SandboxDefect(
             f"emulated {service}.{operation} answer does not fit the API model:\n{report.generate_report()}"
         )
+    # botocore's validator does not check enums (a client must accept values newer than its model); an emulator
+    # has no such excuse: every enum member it answers must be one the model names.
+    strays = list(_outside_enums(payload, shape, operation))
+    if strays:
+        raise SandboxDefect(f"emulated {service}.{operation} answers values the API model's enums lack: {strays}")
+
+
+def _outside_enums(value: Any, shape: Any, path: str) -> Iterator[str]:
+    if shape.type_name == "structure" and isinstance(value, dict):
+        for name, member in shape.members.items():
+            if name in value:
+                yield from _outside_enums(value[name], member, f"{path}.{name}")
+    elif shape.type_name == "list" and isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _outside_enums(item, shape.member, f"{path}[{i}]")
+    elif shape.type_name == "map" and isinstance(value, dict):
+        for key, item in value.items():
+            yield from _outside_enums(item, shape.value, f"{path}.{key}")
+    elif shape.type_name == "string" and getattr(shape, "enum", None) and value not in shape.enum:
+        yield f"{path}={value!r} (one of {shape.enum})"
 
 
 def _remember_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:

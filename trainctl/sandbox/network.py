@@ -6,12 +6,18 @@ Two layers, both installed once per process:
   AWS with the credentials of whoever runs the tests);
 - botocore's `Endpoint._send` (reached only when no `before-send` handler, moto's included, answered a request)
   refuses it with the URL in the message (the audit hook alone would surface as a connection error).
+
+One exception, made by name: the DNS names of load balancers the sandbox itself created in moto (trainctl/sandbox/
+ecs.py) resolve to 127.0.0.1, where the sandbox serves their listeners, so the traffic hooks reach an ECS test listener
+by the name ELBv2 gives it, as on AWS. Only names registered with `serve_name_on_loopback` resolve; any other name
+(another *.elb.amazonaws.com included) is refused as before.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
+import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -31,11 +37,38 @@ class SandboxEscape(RuntimeError):
     """Something in the sandbox tried to reach a host that is not this machine."""
 
 
+_served: dict[str, int] = {}  # sandbox load balancer DNS name -> how many simulations serve it on loopback
+
+
+def serve_name_on_loopback(name: str) -> None:
+    """Resolve `name` (a load balancer the sandbox created) to 127.0.0.1 until `stop_serving_name`."""
+    install()
+    with _lock:
+        key = name.lower().rstrip(".")
+        _served[key] = _served.get(key, 0) + 1
+
+
+def stop_serving_name(name: str) -> None:
+    with _lock:
+        key = name.lower().rstrip(".")
+        left = _served.get(key, 0) - 1
+        if left > 0:
+            _served[key] = left
+        else:
+            _served.pop(key, None)
+
+
+def _served_name(host: object) -> bool:
+    if isinstance(host, bytes):
+        host = host.decode(errors="replace")
+    return isinstance(host, str) and host.lower().rstrip(".") in _served
+
+
 def is_loopback(host: str | None) -> bool:
     if host is None:
         return True
     name = host.strip("[]").lower()
-    if name in _LOOPBACK_NAMES:
+    if name in _LOOPBACK_NAMES or _served_name(name):
         return True
     try:
         return ipaddress.ip_address(name).is_loopback
@@ -79,6 +112,12 @@ def _send_unless_sealed(self: Any, request: Any) -> Any:
 
 
 _original_send = getattr(botocore.endpoint.Endpoint, "_send")  # noqa: B009 (private: not in the type stubs)
+_original_getaddrinfo = socket.getaddrinfo
+
+
+def _getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+    """socket.getaddrinfo, with the sandbox's load balancer names answered as 127.0.0.1 (never looked up)."""
+    return _original_getaddrinfo("127.0.0.1" if _served_name(host) else host, *args, **kwargs)
 
 
 def install() -> None:
@@ -88,6 +127,7 @@ def install() -> None:
             return
         sys.addaudithook(_audit)
         setattr(botocore.endpoint.Endpoint, "_send", _send_unless_sealed)  # noqa: B010
+        socket.getaddrinfo = _getaddrinfo  # urllib3 (requests) and http.client resolve through it
         _installed = True
 
 

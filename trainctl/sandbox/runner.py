@@ -214,6 +214,7 @@ def open_world(
                 yield _Run(fleet, scenario, root, world, on_event, stack_parameters)
             finally:
                 world.sources.stop_github()
+                world.ecs.stop()
                 emulators.activate(None)
     finally:
         registry.log.target = None
@@ -293,6 +294,9 @@ class _Run:
         }
         register_stack(world.codebuild, doc, children, given)
         world.codedeploy.prepare(
+            self.root, self.stack.physical("PreTrafficFunction"), self.stack.physical("PostTrafficFunction"), baseline
+        )
+        world.ecs.prepare(  # ECS services: cluster, load balancer, the running task set on loopback (ecs.py)
             self.root, self.stack.physical("PreTrafficFunction"), self.stack.physical("PostTrafficFunction"), baseline
         )
 
@@ -513,7 +517,7 @@ class _Run:
                 {"release_id": r.release_id, "status": r.status.value, "execution_arn": r.execution_arn}
                 for r in ledger.list_releases(self.fleet.fleet)
             ],
-            deployments=self.world.codedeploy.report(),
+            deployments=[*self.world.codedeploy.report(), *self.world.ecs.report()],
             invocations=dict(_invocations()),
             invocations_by_version={k: dict(v) for k, v in _by_version().items()},
             executions=executions,

@@ -18,6 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from release_train.adapters.aws import error_code
+from release_train.domain.fleet import ecs_deployment_key
 from release_train.domain.hook_targets import (
     LambdaTarget,
     appspec_content,
@@ -42,7 +43,8 @@ class Deployments:
         self._sleep = sleep or time.sleep
 
     def in_flight(self, functions: Iterable[str], since: datetime) -> dict[str, str]:
-        """deployment id -> function, for the account's running Lambda deployments of these functions."""
+        """deployment id -> function, for the account's running Lambda deployments of these functions (and ECS
+        deployments named by `ecs_deployment_key`)."""
         wanted = set(functions)
         found: dict[str, str] = {}
         kwargs: dict[str, Any] = {"includeOnlyStatuses": IN_FLIGHT, "createTimeRange": {"start": since}}
@@ -61,6 +63,9 @@ class Deployments:
         # 0005), so AccessDenied on another application's deployment means "not ours", never a failed clean-up.
         try:
             info = self._c.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
+            if info.get("computePlatform") == "ECS":
+                # An ECS deployment is the release's when its application and group are (no AppSpec needed).
+                return ecs_deployment_key(str(info.get("applicationName")), str(info.get("deploymentGroupName")))
             if info.get("computePlatform") != "Lambda":
                 return None
             fetch = appspec_revision_to_fetch(info)

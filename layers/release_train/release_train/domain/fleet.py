@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -47,6 +48,21 @@ LAMBDA_DEPLOYMENT_CONFIGS = (
     "Linear10PercentEvery3Minutes",
     "Linear10PercentEvery10Minutes",
 )
+# The predefined CodeDeploy configurations for Amazon ECS (CodeDeploy User Guide, "Deployment configurations on an
+# Amazon ECS compute platform", https://docs.aws.amazon.com/codedeploy/latest/userguide/deployment-configurations.html);
+# the fleet names them without the CodeDeployDefault. prefix.
+ECS_DEPLOYMENT_CONFIGS = (
+    "ECSAllAtOnce",
+    "ECSCanary10Percent5Minutes",
+    "ECSCanary10Percent15Minutes",
+    "ECSLinear10PercentEvery1Minutes",
+    "ECSLinear10PercentEvery3Minutes",
+)
+# ECS cluster, service and container names: up to 255 letters, numbers, hyphens and underscores (CreateCluster,
+# CreateService, ContainerDefinition `name` in the ECS API reference); {service} and {stage} are filled in first.
+_ECS_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+# CodeDeploy application and deployment group names: 1-100 characters (CreateApplication, CreateDeploymentGroup).
+_CODEDEPLOY_NAME = re.compile(r"^[^\s]{1,100}$")
 _NAMES_A_FIELD = re.compile(r"^[a-z_]+(\[\d+\])?(\.[a-z_]+)*: ")
 
 
@@ -139,6 +155,7 @@ class Deploy(_Model):
     """What the service's build deploys that the train watches: Lambda functions behind an alias (SAM
     `AutoPublishAlias`), shifted through CodeDeploy with the shared hooks in the canary stages."""
 
+    platform: Literal["lambda"] = Field(default="lambda", description="lambda (the default) or ecs (EcsDeploy)")
     functions: Annotated[
         tuple[str, ...],
         Field(min_length=1, max_length=50, description="function names; {service} and {stage} are filled in"),
@@ -164,6 +181,94 @@ class Deploy(_Model):
         return f"CodeDeployDefault.Lambda{self.traffic}"
 
 
+class EcsDeploy(_Model):
+    """An ECS service deployed blue/green by CodeDeploy (examples/orders-ecs): the build registers a task definition
+    and creates a deployment whose AppSpec names the shared hooks; in the canary stages traffic shifts from the
+    running (blue) task set to the replacement (green) one through the load balancer's listeners. Names are patterns
+    with {service} and {stage}; the defaults are the ones examples/orders-ecs/template.yaml gives its stack
+    svc-<service>-<stage>. The train moves no alias for it: CodeDeploy's own rollback is the ECS service's rollback."""
+
+    platform: Literal["ecs"]
+    cluster: str = Field(default="svc-{service}-{stage}", description="ECS cluster name")
+    service: str = Field(default="{service}", description="ECS service name (deploymentController CODE_DEPLOY)")
+    container: str = Field(default="{service}", description="container the target groups reach (AppSpec ContainerName)")
+    port: Annotated[int, Field(ge=1, le=65535, description="its container port (AppSpec ContainerPort)")]
+    application: str = Field(
+        default="svc-{service}-{stage}", description="CodeDeploy application (ComputePlatform ECS)"
+    )
+    deployment_group: str = Field(default="svc-{service}-{stage}-{service}", description="CodeDeploy deployment group")
+    traffic: str = Field(
+        default="ECSCanary10Percent5Minutes", description="CodeDeploy configuration in the canary stages"
+    )
+    canary_stages: tuple[str, ...] | None = Field(
+        default=None, description="stages whose deploy shifts traffic with the hooks (default: the last stage)"
+    )
+
+    @field_validator("traffic")
+    @classmethod
+    def _predefined(cls, value: str) -> str:
+        short = value.removeprefix("CodeDeployDefault.")
+        if short not in ECS_DEPLOYMENT_CONFIGS:
+            raise ValueError(f"must be one of CodeDeploy's ECS configurations: {', '.join(ECS_DEPLOYMENT_CONFIGS)}")
+        return short
+
+    @property
+    def deployment_config(self) -> str:
+        return f"CodeDeployDefault.{self.traffic}"
+
+    # field -> (pattern it must match once filled in, what it is)
+    NAMES: ClassVar[dict[str, tuple[re.Pattern[str], str]]] = {
+        "cluster": (_ECS_NAME, "an ECS cluster name (1-255 letters, digits, '-' or '_')"),
+        "service": (_ECS_NAME, "an ECS service name (1-255 letters, digits, '-' or '_')"),
+        "container": (_ECS_NAME, "an ECS container name (1-255 letters, digits, '-' or '_')"),
+        "application": (_CODEDEPLOY_NAME, "a CodeDeploy application name (1-100 characters, no spaces)"),
+        "deployment_group": (_CODEDEPLOY_NAME, "a CodeDeploy deployment group name (1-100 characters, no spaces)"),
+    }
+
+
+@dataclass(frozen=True)
+class EcsSite:
+    """An ECS deploy's names in one stage, filled in."""
+
+    cluster: str
+    service: str
+    container: str
+    port: int
+    application: str
+    deployment_group: str
+
+    @property
+    def deployment_key(self) -> str:
+        return ecs_deployment_key(self.application, self.deployment_group)
+
+
+def ecs_deployment_key(application: str, deployment_group: str) -> str:
+    """How the clean-up names an ECS service's CodeDeploy deployments (adapters/deployments.py `in_flight`): by
+    application and deployment group, in the form of the hooks' checks key (hook_targets.EcsTarget.checks_key)."""
+    return f"ecs/{application}/{deployment_group}"
+
+
+def _deploy_platform(value: Any) -> str | None:
+    if isinstance(value, Deploy | EcsDeploy):
+        return value.platform
+    if isinstance(value, dict):
+        platform = value.get("platform", "lambda")
+        return platform if platform in ("lambda", "ecs") else None
+    return None
+
+
+_DEPLOY_TAGS = ("lambda", "ecs")
+# Tagged by `platform` (absent: lambda, so Lambda fleets stay as they are), so an error names that kind's field.
+AnyDeploy = Annotated[
+    Annotated[Deploy, Tag("lambda")] | Annotated[EcsDeploy, Tag("ecs")],
+    Discriminator(
+        _deploy_platform,
+        custom_error_type="deploy_platform",
+        custom_error_message="`platform` must be lambda (the default: functions behind an alias) or ecs",
+    ),
+]
+
+
 class Service(_Model):
     name: Annotated[str, Field(pattern=NAME)]
     source: Source
@@ -172,7 +277,16 @@ class Service(_Model):
         default=None,
         description="CodeBuild project: a pattern with {service} and {stage}, or a map stage -> project name",
     )
-    deploy: Deploy | None = None
+    deploy: AnyDeploy | None = None
+
+    @property
+    def lambda_deploy(self) -> Deploy | None:
+        """The deploy block when it declares Lambda functions behind an alias (what the alias journal follows)."""
+        return self.deploy if isinstance(self.deploy, Deploy) else None
+
+    @property
+    def ecs_deploy(self) -> EcsDeploy | None:
+        return self.deploy if isinstance(self.deploy, EcsDeploy) else None
 
 
 class AlarmSelector(_Model):
@@ -448,12 +562,20 @@ class Fleet(_Model):
         found += [(f"stages[{k}].test_project", s.test_project) for k, s in enumerate(self.stages) if s.test_project]
         return found
 
-    def _check_deploy(self, i: int, service: Service, deploy: Deploy, stage_names: set[str]) -> None:
+    def _check_deploy(self, i: int, service: Service, deploy: Deploy | EcsDeploy, stage_names: set[str]) -> None:
         unknown = sorted(set(deploy.canary_stages or ()) - stage_names)
         if unknown:
             raise ValueError(
                 f"services[{i}].deploy.canary_stages: unknown stages {unknown}; stages are {sorted(stage_names)}"
             )
+        if isinstance(deploy, EcsDeploy):
+            for stage in self.stages:
+                for name, (rule, what) in EcsDeploy.NAMES.items():
+                    where = f"services[{i}].deploy.{name}"
+                    value = fill(getattr(deploy, name), service=service.name, stage=stage.name, where=where)
+                    if not rule.match(value):
+                        raise ValueError(f"{where}: '{value}' ({stage.name}) is not {what}")
+            return
         for j, pattern in enumerate(deploy.functions):
             for stage in self.stages:
                 name = fill(
@@ -472,10 +594,20 @@ class Fleet(_Model):
         return fill(service.project or self.defaults.project, service=service.name, stage=stage, where="project")
 
     def functions_for(self, service: Service, stage: str) -> list[str]:
-        """The Lambda functions the service's `stage` deploy moves (empty without a `deploy` block)."""
-        if service.deploy is None:
+        """The Lambda functions the service's `stage` deploy moves (empty without a Lambda `deploy` block: an ECS
+        service has no function and no alias)."""
+        deploy = service.lambda_deploy
+        if deploy is None:
             return []
-        return [fill(f, service=service.name, stage=stage) for f in service.deploy.functions]
+        return [fill(f, service=service.name, stage=stage) for f in deploy.functions]
+
+    def ecs_for(self, service: Service, stage: str) -> EcsSite | None:
+        """The ECS service the service's `stage` deploy replaces, names filled in (None unless `platform: ecs`)."""
+        deploy = service.ecs_deploy
+        if deploy is None:
+            return None
+        names = {n: fill(getattr(deploy, n), service=service.name, stage=stage) for n in EcsDeploy.NAMES}
+        return EcsSite(port=deploy.port, **names)
 
     def canary_stages(self, service: Service) -> tuple[str, ...]:
         if service.deploy is None:
@@ -541,7 +673,10 @@ def format_validation_error(error: ValidationError) -> list[str]:
         # pydantic also calls a list "too short" when one of its items failed: noise, the item's own error says why.
         if problem["type"] == "too_short" and any(len(o) > len(loc) and o[: len(loc)] == loc for o in locs):
             continue
-        path = ".".join(str(p) for p in problem["loc"] if not str(p).startswith(("function-", "tagged-union")))
+        parts = [str(p) for p in problem["loc"] if not str(p).startswith(("function-", "tagged-union"))]
+        # The deploy union's tag (lambda/ecs) is not a key of the file: services.0.deploy.port, not deploy.ecs.port.
+        parts = [p for k, p in enumerate(parts) if not (k and parts[k - 1] == "deploy" and p in _DEPLOY_TAGS)]
+        path = ".".join(parts)
         message = problem["msg"].removeprefix("Value error, ")
         got = problem.get("input")
         shown = "" if isinstance(got, dict | list) or got is None else f" (got: {got!r})"

@@ -31,6 +31,7 @@ PARAMETERS = {
     "ApproverBoundary": "APPROVER_BOUNDARY",
     "AllowBreakGlass": "ALLOW_BREAK_GLASS",
     "AllowedTargetAccounts": "ALLOWED_TARGET_ACCOUNTS",
+    "HookExtraApplicationPattern": "HOOK_EXTRA_APPLICATION_PATTERN",
 }
 _DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)  # ISO 8601, as the fleet file's bakes
 _ACCOUNT = re.compile(r"^\d{12}$")
@@ -49,6 +50,8 @@ class Guardrails:
     # Accounts a stage may name (`stages[].account`) besides this one; empty: this account only (docs/accounts.md).
     allowed_target_accounts: frozenset[str] = frozenset()
     account: str = ""
+    # More CodeDeploy applications the train and the hooks may read and stop (IAM wildcards * and ?; ADR 0005).
+    hook_extra_application_pattern: str = ""
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, str], account: str) -> Guardrails:
@@ -88,6 +91,7 @@ class Guardrails:
             allow_break_glass=params.get("AllowBreakGlass", "false").strip().lower() == "true",
             allowed_target_accounts=frozenset(targets),
             account=account,
+            hook_extra_application_pattern=params.get("HookExtraApplicationPattern", "").strip(),
         )
         if problems:
             raise InvalidInput("stack guardrail parameters", problems)
@@ -151,7 +155,23 @@ class Guardrails:
                             f"FleetNamePrefix '{self.fleet_name_prefix}' (the train may read and move only those "
                             "functions' aliases, the hooks check only those)"
                         )
+                ecs = fleet.ecs_for(service, stage.name)
+                if ecs is not None and not self._application_allowed(ecs.application):
+                    extra = self.hook_extra_application_pattern
+                    problems.append(
+                        f"services[{i}].deploy.application ({stage.name}): '{ecs.application}' neither starts with "
+                        f"FleetNamePrefix '{self.fleet_name_prefix}' nor matches HookExtraApplicationPattern "
+                        f"'{extra}' (the train could not stop its deployment on a cancel, nor the hooks read it: "
+                        "AccessDenied); rename it or set HookExtraApplicationPattern (e.g. AppECS-*)"
+                    )
         return problems
+
+    def _application_allowed(self, application: str) -> bool:
+        """As IAM matches the template's `application:${FleetNamePrefix}*` and `application:${Pattern}` ARNs: `*` any
+        run of characters, `?` one (IAM User Guide, "IAM JSON policy elements: Resource"); the parameter's
+        AllowedPattern has no `[`, so fnmatch's glob is IAM's."""
+        pattern = self.hook_extra_application_pattern
+        return application.startswith(self.fleet_name_prefix) or bool(pattern and fnmatchcase(application, pattern))
 
     def check(self, fleet: Fleet, source: str) -> None:
         problems = self.violations(fleet)

@@ -114,14 +114,17 @@ class CleanupService:
 
     def _stop_deployments(self, ctx: ReleaseContext, since: datetime) -> dict[str, str]:
         """A stopped build leaves its CodeDeploy deployments running: stop them with rollback, wait until they end.
-        Each stage's deployments run in the stage's account (docs/accounts.md): one pass per account."""
+        Each stage's deployments run in the stage's account (docs/accounts.md): one pass per account. A Lambda
+        deployment is found by its function, an ECS one by its application and deployment group."""
         by_account: dict[str | None, set[str]] = {}
         for e in ctx.manifest:
             service = ctx.fleet.service(e.service)
             for stage in ctx.fleet.canary_stages(service):
-                by_account.setdefault(stage_account(ctx.fleet, stage), set()).update(
-                    ctx.fleet.functions_for(service, stage)
-                )
+                targets = by_account.setdefault(stage_account(ctx.fleet, stage), set())
+                targets.update(ctx.fleet.functions_for(service, stage))
+                ecs = ctx.fleet.ecs_for(service, stage)
+                if ecs is not None:
+                    targets.add(ecs.deployment_key)
         # Stop everywhere first, then wait: the accounts share one wait budget (the function's timeout is 300 s).
         stopping: list[tuple[DeploymentsPort, dict[str, str]]] = []
         for account, functions in sorted(by_account.items(), key=lambda item: item[0] or ""):

@@ -43,7 +43,8 @@ def settle_live(ledger: Ledger, tracker: LiveTracker, ctx: ReleaseContext, now: 
                 observed_at=iso(now),
             )
             for e in ctx.manifest
-            if e.wave == wave and ctx.fleet.service(e.service).deploy is None
+            # no alias to observe: services without a deploy block and ECS services (the tracker sees only aliases)
+            if e.wave == wave and ctx.fleet.service(e.service).lambda_deploy is None
         ]
         ledger.set_live(ctx.fleet.fleet, unrecorded)
         tracker.observe(ctx, stage, now)

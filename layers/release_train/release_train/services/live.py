@@ -28,11 +28,12 @@ class LiveTracker:
         moves, functions = [], self._functions(ctx, stage)
         for entry in entries:
             service = ctx.fleet.service(entry.service)
-            if service.deploy is None:
+            deploy = service.lambda_deploy  # an ECS service has no alias: nothing to journal (CodeDeploy rolls it back)
+            if deploy is None:
                 continue
             for function in ctx.fleet.functions_for(service, stage):
-                before = functions.alias_version(function, service.deploy.alias)
-                moves.append(AliasMove(stage, entry.service, function, service.deploy.alias, wave, before))
+                before = functions.alias_version(function, deploy.alias)
+                moves.append(AliasMove(stage, entry.service, function, deploy.alias, wave, before))
         self._ledger.put_alias_moves(ctx.record.release_id, moves)
 
     def after_wave(
