@@ -230,6 +230,9 @@ def test_a_build_the_scenario_fails_is_failed_for_every_client(served: Served) -
 
 
 def test_aws_cli_stop_execution_is_a_console_cancel_and_the_clean_up_follows(served: Served) -> None:
+    # The first train's ledger says FAILED a few steps before its execution frees the lock; on a busy machine the
+    # start below could come in between and be refused. Wait for the lock, not for time.
+    _wait_for("the first train freeing the lock", lambda: served.json("status")["lock"] is None)
     started = served.json("start", "--all", "--reason", "e2e: to be cancelled from the AWS CLI")
     release_id, execution_arn = started["release_id"], started["execution_arn"]
     stopped = served.aws(

@@ -128,6 +128,40 @@ def test_given_an_answer_with_a_member_aws_does_not_send_then_the_sandbox_refuse
     validate_output("codedeploy", "GetDeployment", {"deploymentInfo": {"deploymentId": "d-1"}})  # a fitting one
 
 
+@pytest.mark.parametrize(
+    ("body", "stray"),
+    [
+        # an error code AWS does not have (the Lambda emulation once answered DEPLOYMENT_STOPPED)
+        ({"deploymentInfo": {"errorInformation": {"code": "DEPLOYMENT_STOPPED"}}}, "errorInformation.code"),
+        ({"deploymentInfo": {"status": "Rolledback"}}, "deploymentInfo.status"),  # in a list's item, too:
+        (
+            {"deploymentInfo": {"autoRollbackConfiguration": {"events": ["DEPLOYMENT_FAILURE", "ALARM"]}}},
+            "events[1]",
+        ),
+    ],
+)
+def test_given_an_answer_with_a_value_outside_an_enum_then_the_sandbox_refuses_to_give_it(
+    body: dict[str, Any], stray: str
+) -> None:
+    # botocore's validator ignores enums (clients accept newer values); the sandbox must not invent one
+    with pytest.raises(SandboxDefect, match=stray.replace("[", r"\[").replace("]", r"\]")):
+        validate_output("codedeploy", "GetDeployment", body)
+
+
+def test_given_enum_values_the_model_names_then_the_answer_passes() -> None:
+    validate_output(
+        "codedeploy",
+        "GetDeployment",
+        {
+            "deploymentInfo": {
+                "status": "Stopped",
+                "errorInformation": {"code": "MANUAL_STOP", "message": "stopped"},
+                "autoRollbackConfiguration": {"events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_REQUEST"]},
+            }
+        },
+    )
+
+
 def test_given_an_emulator_answering_out_of_shape_when_called_then_the_caller_sees_a_sandbox_defect(
     world: Sandbox,
 ) -> None:

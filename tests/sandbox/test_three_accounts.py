@@ -1,7 +1,7 @@
 """A fleet whose stages live in their own AWS accounts (docs/accounts.md), end to end in the sandbox: the train in the
-tools account (moto's default), staging in 222222222222, prod in 333333333333, each target account with
-accounts/target-account.yaml deployed, the projects from the generated template. Every read and move of a stage goes
-through that account; nothing of a stage exists in the tools account."""
+tools account (moto's default), staging in 222222222222, prod in 333333333333, Lambda services and an ECS one, each
+target account with accounts/target-account.yaml deployed, the projects from the generated template. Every read and
+move of a stage goes through that account; nothing of a stage exists in the tools account."""
 
 from __future__ import annotations
 
@@ -51,6 +51,14 @@ def test_a_train_across_three_accounts_reads_and_moves_each_stage_in_its_own_acc
         assert result.invocations.get("PostTrafficFunction@" + PROD, 0) == len(result.deployments)
         assert "PreTrafficFunction" not in result.invocations
         assert "PostTrafficFunction" not in result.invocations
+
+        # The ECS service's blue/green canary ran in prod's account too: its cluster is there, its hooks checked the
+        # replacement task set through the test listener, and production ends on it.
+        (ecs,) = [d for d in result.deployments if d.get("platform") == "ECS"]
+        assert (ecs["service"], ecs["account"], ecs["status"]) == ("payments", PROD, "Succeeded")
+        assert ecs["requests"]["green"] > 0 and ecs["traffic_reached_new_version"]
+        assert "svc-payments-prod" in str(_client("ecs", PROD).list_clusters()["clusterArns"])
+        assert "svc-payments-prod" not in str(boto3.client("ecs").list_clusters()["clusterArns"])
 
         # RecordWave read the aliases through the train role: the versions exist only in the stage accounts.
         for stage, account in (("staging", STAGING), ("prod", PROD)):
@@ -149,7 +157,7 @@ def test_on_prod_failure_rollback_points_the_aliases_back_in_prods_account() -> 
         result = run.run(time.perf_counter())
         assert result.status == "BLOCKED", result.reason
         prod_lambda = _client("lambda", PROD)
-        for deployment in result.deployments:
+        for deployment in (d for d in result.deployments if d.get("platform") != "ECS"):
             assert deployment["status"] == "Succeeded"  # the canary itself passed; the bake's alarm came after
             alias = prod_lambda.get_alias(FunctionName=deployment["function"], Name="live")
             assert alias["FunctionVersion"] == deployment["current_version"]  # RecordFailure put it back, there

@@ -198,3 +198,48 @@ def test_given_declared_functions_outside_the_fleet_name_prefix_when_checked_the
         "train may read and move only those functions' aliases, the hooks check only those)"
         for stage in ("staging", "prod")
     ]
+
+
+def _ecs_fleet(application: str) -> Fleet:
+    return parse_fleet(
+        f"fleet: acme\ndefaults: {{approvers: ['{APPROVER}']}}\nstages:\n{STAGING_PROD}"
+        "services:\n  - name: orders\n    source: {codecommit: orders}\n"
+        f"    deploy: {{platform: ecs, port: 8080, application: '{application}'}}\n"
+    )
+
+
+def test_given_an_ecs_application_inside_the_fleet_name_prefix_when_checked_then_it_is_allowed() -> None:
+    assert RAILS.violations(_ecs_fleet("svc-{service}-{stage}")) == []
+
+
+def test_given_an_ecs_console_application_when_checked_then_it_is_refused_per_stage_naming_the_fix() -> None:
+    problems = RAILS.violations(_ecs_fleet("AppECS-acme-{service}"))
+    assert [p.split(":")[0] for p in problems] == [
+        "services[0].deploy.application (staging)",
+        "services[0].deploy.application (prod)",
+    ]
+    assert "'AppECS-acme-orders'" in problems[0] and "HookExtraApplicationPattern" in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "allowed"),
+    [
+        ("AppECS-*", True),
+        ("AppECS-acme-orders", True),
+        ("AppECS-acme-order?", True),
+        ("AppECS-acme-orders?", False),  # `?` is exactly one character
+        ("AppECS-other-*", False),
+        ("appecs-*", False),  # IAM resource names match case-sensitively
+        ("", False),
+    ],
+)
+def test_given_hook_extra_application_pattern_when_an_ecs_application_is_checked_then_iam_wildcards_decide(
+    pattern: str, allowed: bool
+) -> None:
+    rails = Guardrails.from_parameters({"HookExtraApplicationPattern": pattern}, ACCOUNT)
+    assert (rails.violations(_ecs_fleet("AppECS-acme-{service}")) == []) is allowed
+
+
+def test_given_plan_releases_environment_when_read_then_the_extra_application_pattern_is_the_stacks() -> None:
+    rails = Guardrails.from_environment({"HOOK_EXTRA_APPLICATION_PATTERN": "AppECS-*", "ACCOUNT_ID": ACCOUNT})
+    assert rails.violations(_ecs_fleet("AppECS-acme-{service}")) == []
