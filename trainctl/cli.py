@@ -83,16 +83,16 @@ def world_options(scenario_default: str) -> Callable[[Any], Any]:
         )(command)
         return click.option(
             "--fleet",
-            "fleet_path",
-            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            "fleet_name",
             default=None,
-            help="fleet file to release (default: the example fleet.yaml of the stack's files)",
+            help="fleet to release: a fleet file, or the name of a shipped one (three-accounts, mixed-ecs); "
+            "default: the example fleet.yaml of the stack's files",
         )(command)
 
     return add
 
 
-def world_files(fleet_path: Path | None, scenario_name: str | None) -> tuple[Path, Path, Path | None]:
+def world_files(fleet_name: str | None, scenario_name: str | None) -> tuple[Path, Path, Path | None]:
     """The stack's files, the fleet and the scenario file `world_options` name, found as `trainctl/resources.py` does
     (a checkout, else the installed package); exits 2/3 with one line when they are not there. Also quiets what moto
     and Powertools say about the sandbox itself (not the user's news)."""
@@ -105,9 +105,10 @@ def world_files(fleet_path: Path | None, scenario_name: str | None) -> tuple[Pat
     try:
         root = resources.stack_root()
         scenario_path = resources.scenario_path(scenario_name, root) if scenario_name else None
+        fleet_path = resources.fleet_path(fleet_name, root) if fleet_name else root / "fleet.yaml"
     except CommandError as exc:
         fail(str(exc), exc.code)
-    return root, fleet_path or root / "fleet.yaml", scenario_path
+    return root, fleet_path, scenario_path
 
 
 @main.command()
@@ -121,7 +122,7 @@ def world_files(fleet_path: Path | None, scenario_name: str | None) -> tuple[Pat
     help="virtual seconds per wall second, to watch a train unfold (default: as fast as the machine goes)",
 )
 def simulate(
-    fleet_path: Path | None,
+    fleet_name: str | None,
     scenario_name: str | None,
     as_json: bool,
     output: str,
@@ -135,7 +136,7 @@ def simulate(
     from trainctl.sandbox.runner import simulate as run
     from trainctl.sandbox.scenario import Scenario, load_scenario
 
-    root, fleet_path, scenario_path = world_files(fleet_path, scenario_name)
+    root, fleet_path, scenario_path = world_files(fleet_name, scenario_name)
     with _bad_input_exits_2():
         scenario = (
             load_scenario(scenario_path)

@@ -26,6 +26,7 @@ REQUIRED = (
     "fleet.yaml",
 )
 SCENARIOS = Path("examples") / "scenarios"
+FLEETS = Path("examples") / "fleets"
 OVERRIDE = "TRAINCTL_STACK_DIR"  # another copy of the stack's files (a fork, a release tag's checkout)
 
 
@@ -68,15 +69,24 @@ def default_root() -> Path:
 def scenario_path(value: str, root: Path) -> Path:
     """A scenario file, or the name of one shipped with trainctl (`staging-build-fails` or `staging-build-fails.yaml`
     in examples/scenarios/). Neither: one line listing the shipped names (exit 2)."""
+    return _shipped("--scenario", "scenario", value, root / SCENARIOS)
+
+
+def fleet_path(value: str, root: Path) -> Path:
+    """A fleet file, or the name of one shipped with trainctl (`three-accounts`, `mixed-ecs` in examples/fleets/)."""
+    return _shipped("--fleet", "fleet", value, root / FLEETS)
+
+
+def _shipped(option: str, what: str, value: str, folder: Path) -> Path:
     given = Path(value)
     if given.is_file():
         return given
-    shipped = root / SCENARIOS / (value if value.endswith(".yaml") else f"{value}.yaml")
+    shipped = folder / (value if value.endswith(".yaml") else f"{value}.yaml")
     if given.name == value and shipped.is_file():
         return shipped
-    names = sorted(p.stem for p in (root / SCENARIOS).glob("*.yaml"))
+    names = sorted(p.stem for p in folder.glob("*.yaml"))
     raise CommandError(
-        f"--scenario {value}: no such file, and not the name of a shipped scenario; pass a scenario file or one of: "
+        f"{option} {value}: no such file, and not the name of a shipped {what}; pass a {what} file or one of: "
         + (", ".join(names) or "(none shipped)"),
         USAGE,
     )

@@ -36,7 +36,7 @@ def sandbox() -> None:
 @output_option
 def serve(
     port: int,
-    fleet_path: Path | None,
+    fleet_name: str | None,
     scenario_name: str | None,
     log_path: Path | None,
     speed: float,
@@ -47,7 +47,7 @@ def serve(
     from trainctl.sandbox import server
     from trainctl.sandbox.scenario import Scenario, load_scenario
 
-    root, fleet, scenario_path = world_files(fleet_path, scenario_name)
+    root, fleet, scenario_path = world_files(fleet_name, scenario_name)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     stop = threading.Event()
 

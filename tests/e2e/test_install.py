@@ -136,6 +136,19 @@ def test_given_the_installed_package_when_a_shipped_scenario_is_named_then_it_ru
     assert "catalog" in doc["reason"]
 
 
+def test_given_the_installed_package_when_the_shipped_three_account_fleet_is_named_then_it_releases(
+    installed: Path, tmp_path: Path
+) -> None:
+    done = _trainctl(installed, tmp_path, "simulate", "--fleet", "three-accounts", "--json")
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    doc = json.loads(done.stdout)
+    assert doc["status"] == "SUCCEEDED"
+    # prod's canaries, the ECS one included, ran in prod's account with the packaged target stack's hooks
+    assert {d["account"] for d in doc["deployments"]} == {"333333333333"}
+    assert "ECS" in {d.get("platform") for d in doc["deployments"]}
+
+
 def test_given_no_stack_files_when_simulated_then_one_line_says_what_is_missing_exit_3(
     installed: Path, tmp_path: Path
 ) -> None:
@@ -162,6 +175,9 @@ def test_given_the_wheel_then_it_ships_every_stack_file_the_sandbox_reads(built:
         *(str(p.relative_to(source)) for p in source.glob("functions/*/app.py")),
         *(str(p.relative_to(source)) for p in source.glob("examples/scenarios/*.yaml")),
         *(str(p.relative_to(source)) for p in source.glob("examples/*/src/**/*.py")),
+        *(str(p.relative_to(source)) for p in source.glob("examples/fleets/*.yaml")),
+        *(str(p.relative_to(source)) for p in source.glob("examples/*/app/*.py")),
+        "accounts/target-account.yaml",
     }
 
     assert expected <= shipped, sorted(expected - shipped)

@@ -333,6 +333,29 @@ def test_given_a_scenario_name_when_resolved_then_the_shipped_file_is_found_and_
     assert str(raised.value).endswith("one of: happy-path, staging-build-fails")
 
 
+def test_given_a_fleet_name_when_resolved_then_the_shipped_fleet_is_found_and_a_file_still_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shipped = tmp_path / "examples" / "fleets"
+    shipped.mkdir(parents=True)
+    (shipped / "three-accounts.yaml").write_text("fleet: a\n")
+    (shipped / "mixed-ecs.yaml").write_text("fleet: b\n")
+    own = tmp_path / "work"
+    own.mkdir()
+    (own / "three-accounts.yaml").write_text("fleet: mine\n")
+
+    assert resources.fleet_path("three-accounts", tmp_path) == shipped / "three-accounts.yaml"
+    monkeypatch.chdir(own)  # a file of that name where the operator stands is theirs, not the shipped one
+    assert resources.fleet_path("three-accounts.yaml", tmp_path) == Path("three-accounts.yaml")
+    with pytest.raises(CommandError) as raised:
+        resources.fleet_path("three", tmp_path)
+    assert raised.value.code == 2
+    assert str(raised.value) == (
+        "--fleet three: no such file, and not the name of a shipped fleet; pass a fleet file or one of: "
+        "mixed-ecs, three-accounts"
+    )
+
+
 def test_given_the_last_gate_deciding_when_the_release_blocks_then_the_gate_blocked_and_the_train_ended() -> None:
     train = LiveTrain()
     train(plan())

@@ -34,7 +34,7 @@ import zipfile
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from samtranslator.yaml_helper import yaml_parse
 
@@ -338,58 +338,11 @@ class CodeDeploy:
         return hooks.get(site.function) or hooks.get(site.service) or HookBehaviour()
 
     def _hook(self, d: Deployment, phase: str, behaviour: HookBehaviour) -> bool:
-        mode = getattr(behaviour, phase)
-        execution_id = str(uuid.uuid4())
-        reported = vtime.VEvent()
-        with self._lock:
-            d.hooks[execution_id] = phase
-            d.reported[execution_id] = reported
-        if mode == "raise":
-            d.failing_phase = phase
-        if mode == "fail":
+        if getattr(behaviour, phase) == "fail":
             registry.break_version(
                 d.site.function, d.target_version, "the new version cannot reach its dependencies", d.site.account
             )
-        invocations: list[dict[str, Any]] = []
-        deliveries = 0
-        if mode != "silent":
-            event = {"DeploymentId": d.id, "LifecycleEventHookExecutionId": execution_id}
-            deliveries = 2 if behaviour.duplicate_delivery else 1
-            for n in range(deliveries):
-                # CodeDeploy invokes the hooks named in the AppSpec in the deployment's own account (docs/accounts.md).
-                vtime.spawn(
-                    lambda: self._invoke_async(self.hook_functions[phase], event, invocations, d.site.account),
-                    f"hook:{phase}:{d.id}:{n}",
-                )
-        vtime.current().wait_any((reported, d.stop_requested), HOOK_LIMIT_S)
-        d.failing_phase = None
-        status = d.reports.get(execution_id)
-        d.hook_results.append(
-            {
-                "phase": phase,
-                "execution_id": execution_id,
-                "deliveries": deliveries,
-                "status": status or "NoReport",
-                "reports": sum(1 for c in d.report_calls if c["execution_id"] == execution_id),
-                "invocations": invocations,
-            }
-        )
-        if d.stop_requested.is_set() and status is None:
-            d.error, d.error_code = f"stopped during the {phase} hook", "MANUAL_STOP"
-            return False
-        if status != "Succeeded":
-            d.error = f"{phase} hook reported {status}" if status else f"{phase} hook did not report within 1 hour"
-            return False
-        return True
-
-    @staticmethod
-    def _invoke_async(function: str, event: dict[str, Any], log: list[dict[str, Any]], account: str = ACCOUNT) -> None:
-        for attempt, delay in enumerate((0.0, *ASYNC_RETRY_DELAYS_S)):
-            vtime.current().sleep(delay)
-            payload, errored = registry.invoke(function, event, account=account)
-            log.append({"attempt": attempt + 1, "errored": errored, "result": json.loads(payload)})
-            if not errored:
-                return
+        return run_hook(d, phase, behaviour, self.hook_functions[phase], d.site.account, self._lock)
 
     def _shift(self, d: Deployment, lam: Any) -> bool:
         world = self.world
@@ -640,6 +593,74 @@ class CodeDeploy:
 
 
 # --- helpers -------------------------------------------------------------------------------------------------------
+
+
+class HookedDeployment(Protocol):
+    """What a deployment with lifecycle hooks keeps (a Lambda one here, an ECS one in ecs.py)."""
+
+    id: str
+    hooks: dict[str, str]
+    reported: dict[str, vtime.VEvent]
+    reports: dict[str, str]
+    report_calls: list[dict[str, Any]]
+    hook_results: list[dict[str, Any]]
+    failing_phase: str | None
+    stop_requested: vtime.VEvent
+    error: str | None
+    error_code: str
+
+
+def run_hook(
+    d: HookedDeployment, phase: str, behaviour: HookBehaviour, function: str, account: str, lock: threading.Lock
+) -> bool:
+    """One lifecycle hook: CodeDeploy invokes the hook function asynchronously in the deployment's own account
+    (docs/accounts.md; Lambda retries a failed async invocation), then waits for its report up to the hook limit.
+    True when it reported Succeeded; otherwise the deployment's error says why."""
+    mode = getattr(behaviour, phase)
+    execution_id = str(uuid.uuid4())
+    reported = vtime.VEvent()
+    with lock:
+        d.hooks[execution_id] = phase
+        d.reported[execution_id] = reported
+    if mode == "raise":
+        d.failing_phase = phase
+    invocations: list[dict[str, Any]] = []
+    deliveries = 0
+    if mode != "silent":
+        event = {"DeploymentId": d.id, "LifecycleEventHookExecutionId": execution_id}
+        deliveries = 2 if behaviour.duplicate_delivery else 1
+        for n in range(deliveries):
+            vtime.spawn(lambda: _invoke_async(function, event, invocations, account), f"hook:{phase}:{d.id}:{n}")
+    vtime.current().wait_any((reported, d.stop_requested), HOOK_LIMIT_S)
+    d.failing_phase = None
+    status = d.reports.get(execution_id)
+    d.hook_results.append(
+        {
+            "phase": phase,
+            "execution_id": execution_id,
+            "deliveries": deliveries,
+            "status": status or "NoReport",
+            "reports": sum(1 for c in d.report_calls if c["execution_id"] == execution_id),
+            "invocations": invocations,
+        }
+    )
+    if d.stop_requested.is_set() and status is None:
+        d.error, d.error_code = f"stopped during the {phase} hook", "MANUAL_STOP"
+        return False
+    if status != "Succeeded":
+        d.error = f"{phase} hook reported {status}" if status else f"{phase} hook did not report within 1 hour"
+        d.error_code = "HOOK_EXECUTION_FAILURE"
+        return False
+    return True
+
+
+def _invoke_async(function: str, event: dict[str, Any], log: list[dict[str, Any]], account: str) -> None:
+    for attempt, delay in enumerate((0.0, *ASYNC_RETRY_DELAYS_S)):
+        vtime.current().sleep(delay)
+        payload, errored = registry.invoke(function, event, account=account)
+        log.append({"attempt": attempt + 1, "errored": errored, "result": json.loads(payload)})
+        if not errored:
+            return
 
 
 def _publish(lam: Any, function: str, commit: str | None) -> str:

@@ -49,7 +49,7 @@ from samtranslator.yaml_helper import yaml_parse
 
 from release_train.domain.hook_targets import CHECKS_PREFIX
 from trainctl.sandbox import network, vtime
-from trainctl.sandbox.codedeploy import DEPLOYMENT_CONFIGS, HOOK_LIMIT_S, ROLLBACK_S, CodeDeploy, DeployRun
+from trainctl.sandbox.codedeploy import DEPLOYMENT_CONFIGS, ROLLBACK_S, DeployRun, run_hook
 from trainctl.sandbox.emulators import ApiError
 from trainctl.sandbox.scenario import HookBehaviour
 
@@ -571,44 +571,7 @@ class EcsDeployments:
         deployment waiting for its report up to the hook limit."""
         name = {"pre_traffic": "BeforeAllowTraffic", "post_traffic": "AfterAllowTraffic"}[phase]
         start = self.world.clock.elapsed
-        mode = getattr(behaviour, phase)
-        execution_id = str(uuid.uuid4())
-        reported = vtime.VEvent()
-        with self._lock:
-            d.hooks[execution_id] = phase
-            d.reported[execution_id] = reported
-        if mode == "raise":
-            d.failing_phase = phase
-        invocations: list[dict[str, Any]] = []
-        deliveries = 0
-        if mode != "silent":
-            event = {"DeploymentId": d.id, "LifecycleEventHookExecutionId": execution_id}
-            deliveries = 2 if behaviour.duplicate_delivery else 1
-            for n in range(deliveries):
-                # CodeDeploy invokes the hooks named in the AppSpec in the deployment's own account.
-                vtime.spawn(
-                    lambda: CodeDeploy._invoke_async(self.hook_functions[phase], event, invocations, d.site.account),
-                    f"hook:{phase}:{d.id}:{n}",
-                )
-        vtime.current().wait_any((reported, d.stop_requested), HOOK_LIMIT_S)
-        d.failing_phase = None
-        status = d.reports.get(execution_id)
-        d.hook_results.append(
-            {
-                "phase": phase,
-                "execution_id": execution_id,
-                "deliveries": deliveries,
-                "status": status or "NoReport",
-                "reports": sum(1 for c in d.report_calls if c["execution_id"] == execution_id),
-                "invocations": invocations,
-            }
-        )
-        ok = status == "Succeeded"
-        if d.stop_requested.is_set() and status is None:
-            d.error, d.error_code = f"stopped during the {phase} hook", "MANUAL_STOP"
-        elif not ok:
-            d.error = f"{phase} hook reported {status}" if status else f"{phase} hook did not report within 1 hour"
-            d.error_code = "HOOK_EXECUTION_FAILURE"
+        ok = run_hook(d, phase, behaviour, self.hook_functions[phase], d.site.account, self._lock)
         d.events.append(
             {
                 "name": name,

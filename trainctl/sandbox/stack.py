@@ -131,14 +131,7 @@ def create_stack(
     if not machines:
         raise ValueError("template.yaml has no AWS::Serverless::StateMachine")
 
-    cfn = transform(template, parameters or {}, _NoManagedPolicies())
-    raw_cfn = json.loads(json.dumps(cfn))
-    skipped = {k: v for k, v in cfn["Resources"].items() if v["Type"] in _UNSUPPORTED}
-    for logical_id in skipped:
-        del cfn["Resources"][logical_id]
-    # What still names a skipped version or alias (a policy, an output) names the function or machine instead.
-    owners = {k: o for k, v in skipped.items() if (o := _owner(v))}
-    cfn = _repoint(cfn, owners, {k for k, v in skipped.items() if v["Type"].startswith("AWS::Lambda::")})
+    cfn, raw_cfn, skipped = _translated(template, parameters or {})
     # Outputs of a skipped function URL (its FunctionUrl) are read from the API instead, or name the served URL.
     urls = {k for k, v in skipped.items() if v["Type"] == "AWS::Lambda::Url"}
     outputs: dict[str, Any] = {}
@@ -239,17 +232,27 @@ def create_target_stack(
     template = yaml_parse(path.read_text())
     session = session_for(account, region)
     code_dirs, _ = _code_in_s3(template, path.parent, session, f"{ARTIFACTS}-{account}")  # bucket names are global
+    cfn, raw_cfn, _ = _translated(template, parameters)
+    cfn["Outputs"] = {}  # they name the skipped aliases' ARNs; nothing in the sandbox reads them
+    resources = _create_in_cloudformation(session, stack_name, cfn, parameters)
+    _publish_functions(session.client("lambda"), code_dirs, resources, raw_cfn, account)
+    return resources
+
+
+def _translated(
+    template: dict[str, Any], parameters: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """SAM -> CloudFormation offline, without the types moto's CloudFormation cannot create: (what moto creates, the
+    whole translation, the skipped resources by logical id)."""
     cfn = transform(template, parameters, _NoManagedPolicies())
     raw_cfn = json.loads(json.dumps(cfn))
     skipped = {k: v for k, v in cfn["Resources"].items() if v["Type"] in _UNSUPPORTED}
     for logical_id in skipped:
         del cfn["Resources"][logical_id]
+    # What still names a skipped version or alias (a policy, an output) names the function or machine instead.
     owners = {k: o for k, v in skipped.items() if (o := _owner(v))}
     cfn = _repoint(cfn, owners, {k for k, v in skipped.items() if v["Type"].startswith("AWS::Lambda::")})
-    cfn["Outputs"] = {}  # they name the skipped aliases' ARNs; nothing in the sandbox reads them
-    resources = _create_in_cloudformation(session, stack_name, cfn, parameters)
-    _publish_functions(session.client("lambda"), code_dirs, resources, raw_cfn, account)
-    return resources
+    return cfn, raw_cfn, skipped
 
 
 def _code_in_s3(
