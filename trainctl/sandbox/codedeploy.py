@@ -510,38 +510,12 @@ class CodeDeploy:
     def put_hook_status(self, params: dict[str, Any]) -> dict[str, Any]:
         if (ecs := self.world.ecs.route("PutLifecycleEventHookExecutionStatus", params)) is not None:
             return ecs
-        d = self._deployment(params["deploymentId"])
-        execution_id = params.get("lifecycleEventHookExecutionId", "")
-        status = params.get("status")
-        with self._lock:
-            d.report_calls.append({"execution_id": execution_id, "status": status})
-            if execution_id not in d.hooks:
-                raise ApiError(
-                    "InvalidLifecycleEventHookExecutionIdException",
-                    f"The lifecycle event hook execution ID {execution_id} is not valid",
-                )
-            if status not in ("Succeeded", "Failed"):
-                raise ApiError(
-                    "InvalidLifecycleEventHookExecutionStatusException", f"Invalid hook execution status: {status}"
-                )
-            if execution_id in d.reports or d.finished.is_set():
-                raise ApiError(
-                    "LifecycleEventAlreadyCompletedException",
-                    f"The lifecycle event {execution_id} has already completed",
-                )
-            d.reports[execution_id] = str(status)
-        d.reported[execution_id].set()
-        return {"lifecycleEventHookExecutionId": execution_id}
+        return record_hook_status(self._deployment(params["deploymentId"]), params, self._lock)
 
     def stop_deployment(self, params: dict[str, Any]) -> dict[str, Any]:
         if (ecs := self.world.ecs.route("StopDeployment", params)) is not None:
             return ecs
-        d = self._deployment(params["deploymentId"])
-        if d.finished.is_set():
-            raise ApiError("DeploymentAlreadyCompletedException", f"The deployment {d.id} has already completed")
-        d.stop_rollback = bool(params.get("autoRollbackEnabled", True))
-        d.stop_requested.set()
-        return {"status": "Pending", "statusMessage": "Stopping deployment"}
+        return request_stop(self._deployment(params["deploymentId"]), params)
 
     def list_deployments(self, params: dict[str, Any]) -> dict[str, Any]:
         wanted = set(params.get("includeOnlyStatuses") or [])
@@ -606,6 +580,8 @@ class HookedDeployment(Protocol):
     hook_results: list[dict[str, Any]]
     failing_phase: str | None
     stop_requested: vtime.VEvent
+    stop_rollback: bool
+    finished: vtime.VEvent
     error: str | None
     error_code: str
 
@@ -652,6 +628,41 @@ def run_hook(
         d.error_code = "HOOK_EXECUTION_FAILURE"
         return False
     return True
+
+
+def record_hook_status(d: HookedDeployment, params: dict[str, Any], lock: threading.Lock) -> dict[str, Any]:
+    """PutLifecycleEventHookExecutionStatus: a second report for one hook execution, or one after the deployment
+    ended, raises LifecycleEventAlreadyCompletedException (API reference)."""
+    execution_id = params.get("lifecycleEventHookExecutionId", "")
+    status = params.get("status")
+    with lock:
+        d.report_calls.append({"execution_id": execution_id, "status": status})
+        if execution_id not in d.hooks:
+            raise ApiError(
+                "InvalidLifecycleEventHookExecutionIdException",
+                f"The lifecycle event hook execution ID {execution_id} is not valid",
+            )
+        if status not in ("Succeeded", "Failed"):
+            raise ApiError(
+                "InvalidLifecycleEventHookExecutionStatusException", f"Invalid hook execution status: {status}"
+            )
+        if execution_id in d.reports or d.finished.is_set():
+            raise ApiError(
+                "LifecycleEventAlreadyCompletedException",
+                f"The lifecycle event {execution_id} has already completed",
+            )
+        d.reports[execution_id] = str(status)
+    d.reported[execution_id].set()
+    return {"lifecycleEventHookExecutionId": execution_id}
+
+
+def request_stop(d: HookedDeployment, params: dict[str, Any]) -> dict[str, Any]:
+    """StopDeployment: the deployment rolls back (unless autoRollbackEnabled is false) once its run sees the stop."""
+    if d.finished.is_set():
+        raise ApiError("DeploymentAlreadyCompletedException", f"The deployment {d.id} has already completed")
+    d.stop_rollback = bool(params.get("autoRollbackEnabled", True))
+    d.stop_requested.set()
+    return {"status": "Pending", "statusMessage": "Stopping deployment"}
 
 
 def _invoke_async(function: str, event: dict[str, Any], log: list[dict[str, Any]], account: str) -> None:

@@ -49,7 +49,14 @@ from samtranslator.yaml_helper import yaml_parse
 
 from release_train.domain.hook_targets import CHECKS_PREFIX
 from trainctl.sandbox import network, vtime
-from trainctl.sandbox.codedeploy import DEPLOYMENT_CONFIGS, ROLLBACK_S, DeployRun, run_hook
+from trainctl.sandbox.codedeploy import (
+    DEPLOYMENT_CONFIGS,
+    ROLLBACK_S,
+    DeployRun,
+    record_hook_status,
+    request_stop,
+    run_hook,
+)
 from trainctl.sandbox.emulators import ApiError
 from trainctl.sandbox.scenario import HookBehaviour
 
@@ -761,34 +768,10 @@ class EcsDeployments:
         }
 
     def put_hook_status(self, d: EcsDeployment, params: dict[str, Any]) -> dict[str, Any]:
-        execution_id = params.get("lifecycleEventHookExecutionId", "")
-        status = params.get("status")
-        with self._lock:
-            d.report_calls.append({"execution_id": execution_id, "status": status})
-            if execution_id not in d.hooks:
-                raise ApiError(
-                    "InvalidLifecycleEventHookExecutionIdException",
-                    f"The lifecycle event hook execution ID {execution_id} is not valid",
-                )
-            if status not in ("Succeeded", "Failed"):
-                raise ApiError(
-                    "InvalidLifecycleEventHookExecutionStatusException", f"Invalid hook execution status: {status}"
-                )
-            if execution_id in d.reports or d.finished.is_set():
-                raise ApiError(
-                    "LifecycleEventAlreadyCompletedException",
-                    f"The lifecycle event {execution_id} has already completed",
-                )
-            d.reports[execution_id] = str(status)
-        d.reported[execution_id].set()
-        return {"lifecycleEventHookExecutionId": execution_id}
+        return record_hook_status(d, params, self._lock)
 
     def stop_deployment(self, d: EcsDeployment, params: dict[str, Any]) -> dict[str, Any]:
-        if d.finished.is_set():
-            raise ApiError("DeploymentAlreadyCompletedException", f"The deployment {d.id} has already completed")
-        d.stop_rollback = bool(params.get("autoRollbackEnabled", True))
-        d.stop_requested.set()
-        return {"status": "Pending", "statusMessage": "Stopping deployment"}
+        return request_stop(d, params)
 
     def list_deployments(self, params: dict[str, Any]) -> dict[str, Any]:
         wanted = set(params.get("includeOnlyStatuses") or [])
