@@ -32,7 +32,7 @@ import tomllib
 import uuid
 import zipfile
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -393,32 +393,8 @@ class CodeDeploy:
         if (ecs := self.world.ecs.route("GetDeployment", params)) is not None:
             return ecs
         d = self._deployment(params["deploymentId"])
-        self._maybe_throttle(d)
-        clock = self.world.clock
-        info: dict[str, Any] = {
-            "applicationName": d.application,
-            "deploymentGroupName": d.group,
-            "deploymentConfigName": d.config,
-            "deploymentId": d.id,
-            # GetDeployment: "The content property of the appSpecContent object in the returned revision is always
-            # null" -- botocore drops a null member, so the parsed answer has only the sha256.
-            "revision": {"revisionType": "AppSpecContent", "appSpecContent": {"sha256": d.sha256}},
-            "status": d.status,
-            "createTime": clock.start + timedelta(seconds=d.create_v),
-            "startTime": clock.start + timedelta(seconds=d.create_v),
-            "creator": "user",
-            "computePlatform": "Lambda",
-            "deploymentStyle": {"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
-            "autoRollbackConfiguration": {
-                "enabled": True,
-                "events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM", "DEPLOYMENT_STOP_ON_REQUEST"],
-            },
-        }
-        if d.complete_v is not None:
-            info["completeTime"] = clock.start + timedelta(seconds=d.complete_v)
-        if d.error:
-            info["errorInformation"] = {"code": d.error_code, "message": d.error}
-        return {"deploymentInfo": info}
+        maybe_throttle(d)
+        return {"deploymentInfo": deployment_info(d, self.world.clock.start, "Lambda")}
 
     # A Lambda deployment has one target, its function's alias (the target id's form, function:alias, is an inference:
     # the API reference does not spell it out). LambdaTarget.status and LifecycleEvent.status follow botocore's enums;
@@ -489,7 +465,7 @@ class CodeDeploy:
             raise ApiError("RevisionDoesNotExistException", "No application revision found for revision")
         for d in mine:
             if d.application == application and d.sha256 == sha:
-                self._maybe_throttle(d)
+                maybe_throttle(d)
         registered = self.world.clock.now()
         return {
             "applicationName": application,
@@ -502,10 +478,6 @@ class CodeDeploy:
                 "registerTime": registered,
             },
         }
-
-    def _maybe_throttle(self, d: Deployment) -> None:
-        if d.failing_phase is not None:
-            raise ApiError("ThrottlingException", "Rate exceeded (sandbox scenario: the hook's dependency fails)")
 
     def put_hook_status(self, params: dict[str, Any]) -> dict[str, Any]:
         if (ecs := self.world.ecs.route("PutLifecycleEventHookExecutionStatus", params)) is not None:
@@ -584,6 +556,59 @@ class HookedDeployment(Protocol):
     finished: vtime.VEvent
     error: str | None
     error_code: str
+
+
+class DeploymentRecord(HookedDeployment, Protocol):
+    """What GetDeployment describes of a deployment, Lambda or ECS."""
+
+    status: str
+    config: str
+    create_v: float
+    complete_v: float | None
+
+    @property
+    def application(self) -> str: ...
+
+    @property
+    def group(self) -> str: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+
+def deployment_info(d: DeploymentRecord, start: datetime, platform: str) -> dict[str, Any]:
+    """GetDeployment's DeploymentInfo as both compute platforms share it (a deployment `sam deploy` or a buildspec
+    created with the group's automatic rollback); the ECS emulation adds its load balancer and blue/green parts."""
+    info: dict[str, Any] = {
+        "applicationName": d.application,
+        "deploymentGroupName": d.group,
+        "deploymentConfigName": d.config,
+        "deploymentId": d.id,
+        # GetDeployment: "The content property of the appSpecContent object in the returned revision is always
+        # null" -- botocore drops a null member, so the parsed answer has only the sha256.
+        "revision": {"revisionType": "AppSpecContent", "appSpecContent": {"sha256": d.sha256}},
+        "status": d.status,
+        "createTime": start + timedelta(seconds=d.create_v),
+        "startTime": start + timedelta(seconds=d.create_v),
+        "creator": "user",
+        "computePlatform": platform,
+        "deploymentStyle": {"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
+        "autoRollbackConfiguration": {
+            "enabled": True,
+            "events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM", "DEPLOYMENT_STOP_ON_REQUEST"],
+        },
+    }
+    if d.complete_v is not None:
+        info["completeTime"] = start + timedelta(seconds=d.complete_v)
+    if d.error:
+        info["errorInformation"] = {"code": d.error_code, "message": d.error}
+    return info
+
+
+def maybe_throttle(d: HookedDeployment) -> None:
+    """A scenario whose hook `raise`s: the hook's reads of its deployment are throttled while that hook runs."""
+    if d.failing_phase is not None:
+        raise ApiError("ThrottlingException", "Rate exceeded (sandbox scenario: the hook's dependency fails)")
 
 
 def run_hook(

@@ -53,6 +53,8 @@ from trainctl.sandbox.codedeploy import (
     DEPLOYMENT_CONFIGS,
     ROLLBACK_S,
     DeployRun,
+    deployment_info,
+    maybe_throttle,
     record_hook_status,
     request_stop,
     run_hook,
@@ -682,37 +684,16 @@ class EcsDeployments:
             return None
         return d
 
-    def _maybe_throttle(self, d: EcsDeployment) -> None:
-        if d.failing_phase is not None:
-            raise ApiError("ThrottlingException", "Rate exceeded (sandbox scenario: the hook's dependency fails)")
-
     def _at(self, virtual: float) -> datetime:
         return self.world.clock.start + timedelta(seconds=virtual)
 
     def get_deployment(self, d: EcsDeployment, params: dict[str, Any]) -> dict[str, Any]:
-        self._maybe_throttle(d)
+        maybe_throttle(d)
         site = d.site
         assert site.production is not None and site.test is not None
-        info: dict[str, Any] = {
-            "applicationName": d.application,
-            "deploymentGroupName": d.group,
-            "deploymentConfigName": d.config,
-            "deploymentId": d.id,
-            # GetDeployment: the appSpecContent's content "is always null" (the AppSpec comes from
-            # GetApplicationRevision by its sha256), https://docs.aws.amazon.com/codedeploy/latest/APIReference/
-            # API_GetDeployment.html
-            "revision": {"revisionType": "AppSpecContent", "appSpecContent": {"sha256": d.sha256}},
-            "status": d.status,
-            "createTime": self._at(d.create_v),
-            "startTime": self._at(d.create_v),
+        info = deployment_info(d, self.world.clock.start, "ECS")
+        info |= {
             "description": d.description,
-            "creator": "user",  # the build's CreateDeployment (orders_release.py)
-            "computePlatform": "ECS",
-            "deploymentStyle": {"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
-            "autoRollbackConfiguration": {
-                "enabled": True,
-                "events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM", "DEPLOYMENT_STOP_ON_REQUEST"],
-            },
             # The deployment group's, as examples/orders-ecs/template.yaml configures it (the sandbox stops the original
             # task set when the deployment ends: no listener reaches it any more).
             "blueGreenDeploymentConfiguration": {
@@ -729,10 +710,6 @@ class EcsDeployments:
                 ]
             },
         }
-        if d.complete_v is not None:
-            info["completeTime"] = self._at(d.complete_v)
-        if d.error:
-            info["errorInformation"] = {"code": d.error_code, "message": d.error}
         return {"deploymentInfo": info}
 
     def get_application_revision(self, params: dict[str, Any]) -> dict[str, Any] | None:
@@ -750,7 +727,7 @@ class EcsDeployments:
         if revision.get("revisionType") != "AppSpecContent" or not found:
             raise ApiError("RevisionDoesNotExistException", "No application revision found for revision")
         for d in found:
-            self._maybe_throttle(d)
+            maybe_throttle(d)
         registered = self._at(found[0].create_v)
         return {
             "applicationName": application,

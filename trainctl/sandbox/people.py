@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from trainctl.sandbox import vtime
+from trainctl.sandbox.accounts import ACCOUNT
 from trainctl.sandbox.scenario import ApprovalAction, BreakGlassStart, OperatorAction
 from trainctl.sandbox.vtime import MACHINE, PERSON
 
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from trainctl.sandbox.emulators import World
     from trainctl.sandbox.stack import Stack
 
-ACCOUNT = "123456789012"
 EXECUTION_ENDED = {"ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut"}
 _NEEDS_CLEANUP = {"ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut"}
 

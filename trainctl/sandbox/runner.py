@@ -26,11 +26,11 @@ from release_train.domain.errors import InvalidInput
 from release_train.domain.fleet import CodeCommitSource, Fleet, GitHubSource, parse_fleet
 from release_train.domain.guardrails import Guardrails
 from trainctl.sandbox import accounts, emulators, moto_fixes, vtime
+from trainctl.sandbox.accounts import ACCOUNT
 from trainctl.sandbox.scenario import Scenario
 
 REGION = "us-east-1"
 TRANSITION_PRICE_USD = 0.025 / 1000
-ACCOUNT = "123456789012"  # moto's default account
 ASL = Path("statemachines") / "release_train.asl.json"
 CHUNK_ASL = Path("statemachines") / "build_chunk.asl.json"  # the release's child executions (ADR 0007)
 
@@ -122,10 +122,15 @@ TARGET_READERS = (
 SANDBOX_EXTERNAL_ID = "release-train-sandbox"
 
 
+def target_accounts(fleet: Fleet) -> list[str]:
+    """The accounts besides the tools account the fleet's stages name, sorted."""
+    return sorted({s.account for s in fleet.stages if s.account and s.account != ACCOUNT})
+
+
 def account_parameters(fleet: Fleet) -> dict[str, str]:
     """The tools stack's parameters for a fleet with stages in other accounts, as an operator sets them
     (docs/accounts.md step 3); none for a one-account fleet. A scenario's `parameters` still win."""
-    targets = sorted({s.account for s in fleet.stages if s.account and s.account != ACCOUNT})
+    targets = target_accounts(fleet)
     if not targets:
         return {}
     return {"AllowedTargetAccounts": ",".join(targets), "TargetAccountExternalId": SANDBOX_EXTERNAL_ID}
@@ -339,7 +344,7 @@ class _Run:
         stack name, trusting the tools stack's function roles and the projects' build roles, with the ExternalId."""
         from trainctl.sandbox.stack import create_target_stack, template_parameters
 
-        targets = sorted({s.account for s in self.fleet.stages if s.account and s.account != ACCOUNT})
+        targets = target_accounts(self.fleet)
         if not targets:
             return
         given = template_parameters(self.root, self.parameters)
